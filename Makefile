@@ -1,0 +1,67 @@
+# ModelHub — `make run` serves the demo tenant, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TEST_SETTINGS := DJANGO_SETTINGS_MODULE=config.settings.test
+
+.PHONY: help install run test test-slow lint fmt check-migrations schema db-start db-stop db-status migrate seed clean
+
+help:
+	@echo "make run         set up, start the embedded database, migrate, seed demo, serve web + worker"
+	@echo "make test        set up and run lint, migration and schema checks, and the test suite"
+	@echo "make test-slow   the slow reliability tests"
+	@echo "make db-start | db-stop | db-status   the embedded PostgreSQL in .pgdata/"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+.env: | $(STAMP)
+	$(PY) -m apps.core.envfile
+
+db-start: $(STAMP)
+	@if [ -z "$$DATABASE_URL" ]; then $(PY) -m apps.core.embedded_db start; else echo "DATABASE_URL is set: using that server"; fi
+
+db-stop: $(STAMP)
+	@$(PY) -m apps.core.embedded_db stop
+
+db-status: $(STAMP)
+	@$(PY) -m apps.core.embedded_db status
+
+migrate: db-start .env
+	$(PY) manage.py migrate_schemas --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: $(STAMP) .env
+	$(PY) manage.py rundev
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check-migrations: db-start
+	$(TEST_SETTINGS) $(PY) manage.py makemigrations --check --dry-run
+
+schema: $(STAMP)
+	$(TEST_SETTINGS) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+test: $(STAMP) db-start lint check-migrations schema
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) db-start
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+clean: db-stop
+	rm -rf $(VENV) .pgdata staticfiles

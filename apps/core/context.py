@@ -1,0 +1,29 @@
+"""Per-request (or per-task) context carried into every log line and audit event."""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+
+import uuid_utils
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+tenant_var: ContextVar[str | None] = ContextVar("tenant", default=None)
+
+# A caller's X-Request-ID is honoured when it looks like an id, not arbitrary text.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def new_request_id() -> str:
+    """A new UUIDv7: time-ordered, so ids sort by arrival."""
+    return str(uuid_utils.uuid7())
+
+
+def accept_request_id(value: str | None) -> str:
+    if value and _REQUEST_ID_RE.match(value):
+        return value
+    return new_request_id()
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()

@@ -1,0 +1,199 @@
+"""One error envelope for every 4xx/5xx.
+
+`{"error": {"code", "message", "fields"?}, "request_id"}`
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.core.context import current_request_id
+
+logger = logging.getLogger(__name__)
+
+# Paths answered by machines: their errors are JSON, never HTML.
+API_PREFIXES = ("/api/", "/v2/", "/openai/")
+
+
+class ApplicationError(Exception):
+    """A domain error with a machine code; services raise subclasses of this."""
+
+    code = "application_error"
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict[str, list[str]] | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.fields = fields
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class NotFoundError(ApplicationError):
+    code = "not_found"
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class ConflictError(ApplicationError):
+    code = "conflict"
+    status_code = status.HTTP_409_CONFLICT
+
+
+def envelope(
+    code: str, message: str, fields: Any = None, request_id: str | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error, "request_id": request_id or current_request_id()}
+
+
+def _flatten_fields(detail: Any) -> dict[str, list[str]]:
+    """DRF's nested detail -> {"a.b": ["msg", ...]} so that every field is named."""
+    out: dict[str, list[str]] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        elif (
+            isinstance(value, list)
+            and value
+            and not all(isinstance(v, str) for v in value)
+        ):
+            for index, sub in enumerate(value):
+                walk(f"{prefix}.{index}" if prefix else str(index), sub)
+        else:
+            messages = value if isinstance(value, list) else [value]
+            out.setdefault(prefix or "non_field_errors", []).extend(
+                str(m) for m in messages
+            )
+
+    walk("", detail)
+    return out
+
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ParseError: "parse_error",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every error leaves in the envelope."""
+    if isinstance(exc, ApplicationError):
+        return Response(
+            envelope(exc.code, exc.message, exc.fields), status=exc.status_code
+        )
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: Django's 500 handler answers in the envelope
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten_fields(exc.detail)
+        named = ", ".join(sorted(fields))
+        response.data = envelope(
+            "invalid", f"Invalid input: {named}." if named else "Invalid input.", fields
+        )
+    else:
+        code = next(
+            (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),
+            getattr(exc, "default_code", "error"),
+        )
+        detail = getattr(exc, "detail", str(exc))
+        response.data = envelope(code, str(detail))
+    return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIXES)
+
+
+def _page(request: HttpRequest, template: str, status_code: int) -> HttpResponse:
+    response = TemplateResponse(
+        request, template, {"request_id": current_request_id()}, status=status_code
+    )
+    response.render()
+    return response
+
+
+def handler400(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(envelope("bad_request", "Bad request."), status=400)
+    return _page(request, "errors/400.html", 400)
+
+
+def handler403(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(
+            envelope("permission_denied", "You may not do this."), status=403
+        )
+    return _page(request, "errors/403.html", 403)
+
+
+def handler404(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(envelope("not_found", "Not found."), status=404)
+    return _page(request, "errors/404.html", 404)
+
+
+def tenant_not_found(request: HttpRequest) -> HttpResponse:
+    """No organisation owns this host name."""
+    if _is_api(request):
+        return JsonResponse(
+            envelope("unknown_host", "No organisation is served at this host."),
+            status=404,
+        )
+    return _page(request, "errors/404.html", 404)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(
+            envelope("server_error", "Internal server error."), status=500
+        )
+    # No template context processors here: the database may be what failed.
+    from django.template import loader
+
+    body = loader.get_template("errors/500.html").render(
+        {"request_id": current_request_id()}
+    )
+    return HttpResponse(body, status=500)

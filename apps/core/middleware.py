@@ -1,0 +1,89 @@
+"""Request id, health probes and tenant log context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from apps.core.context import accept_request_id, request_id_var, tenant_var
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class RequestIdMiddleware:
+    """Honours a sane `X-Request-ID`, else mints a UUIDv7; echoes it back."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = accept_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        # Set, not reset afterwards: Django logs 4xx/5xx after the middleware chain
+        # returns, and that line must still carry the id. The next request overwrites.
+        request_id_var.set(request_id)
+        tenant_var.set(None)
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+_migrations_applied = False
+
+
+def readiness() -> tuple[bool, dict[str, str]]:
+    """Database reachable and every migration of the public schema applied."""
+    global _migrations_applied
+    checks: dict[str, str] = {}
+    try:
+        connection.set_schema_to_public()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+        if not _migrations_applied:
+            # Building the migration graph is slow; once applied, they stay applied.
+            executor = MigrationExecutor(connection)
+            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+            _migrations_applied = not pending
+        checks["migrations"] = "ok" if _migrations_applied else "pending"
+    except DatabaseError as exc:
+        logger.warning("readiness check failed: %s", exc.__class__.__name__)
+        checks["database"] = "unreachable"
+        checks["migrations"] = "unknown"
+    return all(v == "ok" for v in checks.values()), checks
+
+
+class HealthMiddleware:
+    """`/healthz` and `/readyz` answer on any host, before tenant resolution, so that
+    load balancers probing by IP get an answer and never touch tenant data."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/healthz":
+            return JsonResponse({"status": "ok"})
+        if request.path == "/readyz":
+            ok, checks = readiness()
+            return JsonResponse(
+                {"status": "ok" if ok else "unavailable", "checks": checks},
+                status=200 if ok else 503,
+            )
+        return self.get_response(request)
+
+
+class TenantLogContextMiddleware:
+    """Puts the resolved tenant's schema into the log context."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        tenant = getattr(request, "tenant", None)
+        tenant_var.set(getattr(tenant, "schema_name", None))
+        return self.get_response(request)

@@ -1,0 +1,16 @@
+"""`/api/v1/` — the JSON API of a tenant."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from apps.accounts.api.views import ApiKeyViewSet, MeView
+from apps.audit.api.views import AuditEventViewSet
+
+router = SimpleRouter()
+router.register("api-keys", ApiKeyViewSet, basename="api-key")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
+
+urlpatterns = [
+    path("me/", MeView.as_view(), name="me"),
+    *router.urls,
+]

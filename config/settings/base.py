@@ -1,0 +1,243 @@
+"""Settings shared by every environment; local/test/production only override."""
+
+from pathlib import Path
+
+import environ
+
+from apps.core import embedded_db
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("SECRET_KEY", default="")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[".localhost", "localhost", "127.0.0.1"]
+)
+
+# --- tenancy (django-tenants); the two lists are fixed: see docs/architecture.md ---
+SHARED_APPS = [
+    "django_tenants",
+    "apps.tenants",
+    "django_q",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
+    "django_htmx",
+    "apps.core",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "rest_framework_api_key",
+    "apps.accounts",
+    "apps.audit",
+    "apps.providers",
+    "apps.registry",
+    "apps.groups",
+    "apps.jobs",
+    "apps.inference",
+]
+# apps.tenants precedes django_tenants so that its create_tenant/delete_tenant
+# commands take precedence over the library's interactive ones.
+INSTALLED_APPS = (
+    ["apps.tenants"]
+    + [app for app in SHARED_APPS if app != "apps.tenants"]
+    + [app for app in TENANT_APPS if app not in SHARED_APPS]
+)
+
+TENANT_MODEL = "tenants.Organization"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"
+ROOT_URLCONF = "config.urls_tenants"
+SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
+# An unknown host is a 404 (JSON envelope on API paths), never the public site.
+DEFAULT_NOT_FOUND_TENANT_VIEW = "apps.core.errors.tenant_not_found"
+# A stale search_path after a failed transaction is worse than one SET per query.
+TENANT_LIMIT_SET_CALLS = False
+PUBLIC_DOMAIN = env("PUBLIC_DOMAIN", default="public.localhost")
+TENANT_DOMAIN_SUFFIX = env("TENANT_DOMAIN_SUFFIX", default="localhost")
+
+MIDDLEWARE = [
+    "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.HealthMiddleware",
+    "django_tenants.middleware.main.TenantMainMiddleware",
+    "apps.core.middleware.TenantLogContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "apps.core.context_processors.shell",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+# --- database: DATABASE_URL, else the embedded cluster in .pgdata ---
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=embedded_db.database_url()),
+}
+# `?host=/socket/dir` lands in OPTIONS; Django and libpq expect it as HOST.
+if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"]["OPTIONS"]:
+    DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache: tenant-aware keys; Redis when REDIS_URL is set ---
+_cache_key = "django_tenants.cache.make_key"
+if env("REDIS_URL", default=""):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env("REDIS_URL"),
+            "KEY_FUNCTION": _cache_key,
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "KEY_FUNCTION": _cache_key,
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media")))
+ARCHIVE_ROOT = Path(env("ARCHIVE_ROOT", default=str(BASE_DIR / "var" / "archive")))
+
+# --- secrets at rest: MultiFernet key ring, newest first, separate from SECRET_KEY ---
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+# --- API ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.permissions.TenantRolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ModelHub API",
+    "DESCRIPTION": (
+        "Import, serve, explain, compare and promote models. Every tenant has its "
+        "own host; machines authenticate with `Authorization: Api-Key <key>`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+
+# --- background work: django-q2 on the ORM broker (public schema) ---
+Q_CLUSTER = {
+    "name": "modelhub",
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=600),
+    "retry": env.int("Q_RETRY", default=660),  # must exceed timeout
+    "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "poll": 0.5,
+    "label": "Background tasks",
+}
+
+# --- logging: one JSON object per line with request_id and tenant ---
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "apps.core.logging.ContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "apps.core.logging.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
+    },
+}
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Port printed in URLs by commands (make run serves on 8000); 0 = none.
+SITE_PORT = env.int("SITE_PORT", default=0)
+# Password of the demo tenant's admin (`seed_demo`); generated into .env locally.
+DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", default="")
+# Outside production, static files are served straight from the app folders.
+WHITENOISE_USE_FINDERS = DEBUG

@@ -1,0 +1,17 @@
+"""pytest: real PostgreSQL (embedded unless DATABASE_URL), fixed non-secret keys."""
+
+from .base import *  # noqa: F403
+from .base import LOGGING
+
+DEBUG = False
+SECRET_KEY = "test-only-secret-key-not-used-anywhere-else-0123456789"
+# Two keys so that rotation is exercised: the first encrypts, both decrypt.
+FIELD_ENCRYPTION_KEYS = [
+    "nJyioc3n971pUQdmmEUMfcLzD98wiBfG5oxK9XhD1EY=",
+    "dtSVSoeMJFPJ5myAJMBJbkt3uG4dvvTUbOp6f9nb6YE=",
+]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = ["*"]
+LOGGING["root"]["level"] = "WARNING"
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+WHITENOISE_USE_FINDERS = True

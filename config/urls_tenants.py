@@ -1,0 +1,43 @@
+"""Routes of a tenant host (`<slug>.localhost` in development)."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.accounts import views as account_views
+from apps.audit import views as audit_views
+from apps.core import views as core_views
+
+handler400 = "apps.core.errors.handler400"
+handler403 = "apps.core.errors.handler403"
+handler404 = "apps.core.errors.handler404"
+handler500 = "apps.core.errors.handler500"
+
+core_patterns = ([path("", core_views.dashboard, name="dashboard")], "core")
+account_patterns = (
+    [
+        path("api-keys/", account_views.api_keys, name="api-keys"),
+        path(
+            "api-keys/<str:prefix>/revoke/",
+            account_views.api_key_revoke,
+            name="api-key-revoke",
+        ),
+    ],
+    "accounts",
+)
+audit_patterns = ([path("", audit_views.event_list, name="event-list")], "audit")
+
+urlpatterns = [
+    path("", include(core_patterns)),
+    path("settings/", include(account_patterns)),
+    path("settings/audit/", include(audit_patterns)),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(("config.api_urls", "api"))),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"
+    ),
+]

@@ -1,0 +1,127 @@
+"""Test harness: real PostgreSQL (embedded unless DATABASE_URL), two tenants made
+once per session, clients bound to a tenant's host."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django_tenants.utils import schema_context
+from rest_framework.test import APIClient
+
+from apps.core import embedded_db
+
+TENANT_A = ("alpha", "alpha.test")
+TENANT_B = ("beta", "beta.test")
+PASSWORD = "correct-horse-battery"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not os.environ.get("DATABASE_URL"):
+        embedded_db.start()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    """After pytest-django has migrated the public schema: the public tenant and two
+    customer tenants with their schemas, each with an admin user."""
+    from apps.tenants.models import Organization
+    from apps.tenants.services import public_tenant_ensure, tenant_create
+
+    with django_db_blocker.unblock():
+        public_tenant_ensure(domain="public.test")
+        for slug, host in (TENANT_A, TENANT_B):
+            if not Organization.objects.filter(schema_name=slug).exists():
+                tenant_create(
+                    slug=slug,
+                    name=slug.title(),
+                    admin_email=f"admin@{host}",
+                    domains=[host],
+                    admin_password=PASSWORD,
+                )
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _back_to_public() -> Iterator[None]:
+    yield
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def tenant_a(db):  # type: ignore[no-untyped-def]
+    from apps.tenants.models import Organization
+
+    return Organization.objects.get(schema_name=TENANT_A[0])
+
+
+@pytest.fixture
+def tenant_b(db):  # type: ignore[no-untyped-def]
+    from apps.tenants.models import Organization
+
+    return Organization.objects.get(schema_name=TENANT_B[0])
+
+
+def host_of(tenant) -> str:  # type: ignore[no-untyped-def]
+    return {TENANT_A[0]: TENANT_A[1], TENANT_B[0]: TENANT_B[1]}[tenant.schema_name]
+
+
+@pytest.fixture
+def make_user(db):  # type: ignore[no-untyped-def]
+    """make_user(tenant, role) -> a User with PASSWORD in that tenant's schema."""
+    from apps.accounts.services import user_create
+
+    def make(tenant, role: str, email: str | None = None):  # type: ignore[no-untyped-def]
+        with schema_context(tenant.schema_name):
+            return user_create(
+                email=email or f"{role}-{os.urandom(3).hex()}@{host_of(tenant)}",
+                role=role,
+                password=PASSWORD,
+            )
+
+    return make
+
+
+@pytest.fixture
+def make_key(db):  # type: ignore[no-untyped-def]
+    """make_key(tenant, scope="manage") -> (ApiKey, raw key)."""
+    from apps.accounts.services import api_key_create
+
+    def make(tenant, scope: str = "manage", name: str = "test"):  # type: ignore[no-untyped-def]
+        with schema_context(tenant.schema_name):
+            return api_key_create(name=name, scope=scope, actor="test")
+
+    return make
+
+
+@pytest.fixture
+def page_client(db):  # type: ignore[no-untyped-def]
+    """page_client(tenant, user=None) -> a Django test client on that tenant's host."""
+
+    def make(tenant, user=None):  # type: ignore[no-untyped-def]
+        client = Client(HTTP_HOST=host_of(tenant))
+        if user is not None:
+            with schema_context(tenant.schema_name):
+                client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api_client(db):  # type: ignore[no-untyped-def]
+    """api_client(tenant, key=None, user=None) -> a DRF client on the tenant's host."""
+
+    def make(tenant, key: str | None = None, user=None, host: str | None = None):  # type: ignore[no-untyped-def]
+        client = APIClient(HTTP_HOST=host or host_of(tenant))
+        if key:
+            client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        if user is not None:
+            with schema_context(tenant.schema_name):
+                client.force_login(user)
+        return client
+
+    return make
