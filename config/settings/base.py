@@ -241,3 +241,22 @@ SITE_PORT = env.int("SITE_PORT", default=0)
 DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD", default="")
 # Outside production, static files are served straight from the app folders.
 WHITENOISE_USE_FINDERS = DEBUG
+
+# Addresses or networks outbound provider calls may reach although not public
+# (e.g. "10.0.0.5/32" for an in-house model server). Everything else non-global is refused.
+SSRF_ALLOW_LIST = env.list("SSRF_ALLOW_LIST", default=[])
+
+# Provider connectors by kind, resolved lazily by dotted path.
+PROVIDER_CONNECTORS = {
+    "openai": "apps.providers.connectors.openai.OpenAIConnector",
+    "anthropic": "apps.providers.connectors.anthropic.AnthropicConnector",
+    "google": "apps.providers.connectors.google.GoogleConnector",
+    "huggingface": "apps.providers.connectors.huggingface.HuggingFaceConnector",
+    "custom_http": "apps.providers.connectors.custom_http.CustomHTTPConnector",
+}
+# Circuit breaker: this many consecutive failures open it for this many seconds.
+PROVIDER_BREAKER_THRESHOLD = env.int("PROVIDER_BREAKER_THRESHOLD", default=5)
+PROVIDER_BREAKER_COOLDOWN = env.int("PROVIDER_BREAKER_COOLDOWN", default=30)
+# Backoff between retries: base * 2**attempt, full jitter, capped.
+PROVIDER_BACKOFF_BASE = env.float("PROVIDER_BACKOFF_BASE", default=0.5)
+PROVIDER_BACKOFF_MAX = env.float("PROVIDER_BACKOFF_MAX", default=20.0)

@@ -1,0 +1,142 @@
+"""OpenAI, and any server speaking its API (vLLM, Ollama, LiteLLM...) via base_url."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import openai
+
+from apps.providers.connectors._sdk import map_sdk_error
+from apps.providers.connectors.base import (
+    Connector,
+    DiscoveredModel,
+    InvokeRequest,
+    InvokeResult,
+    ValidationReport,
+)
+from apps.providers.http import guarded_client
+
+T = TypeVar("T")
+CHAT_PARAMETERS = {
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "n",
+}
+
+
+class OpenAIConnector(Connector):
+    kind: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    has_organization: ClassVar[bool] = True
+    supports_fine_tune: ClassVar[bool] = True
+
+    def _client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            api_key=self.config.api_key or "none",
+            organization=self.config.organization or None,
+            project=self.config.project or None,
+            base_url=self.config.base_url,
+            timeout=self.config.timeout,
+            max_retries=0,  # retries, backoff and breaker live in apps.providers.resilience
+            http_client=guarded_client(timeout=self.config.timeout),
+        )
+
+    def _call(self, fn: Callable[[openai.OpenAI], T]) -> T:
+        client = self._client()
+        try:
+            return fn(client)
+        except openai.OpenAIError as exc:
+            raise map_sdk_error(exc, openai) from None
+        finally:
+            client.close()
+
+    @classmethod
+    def validate_config(cls, data: dict[str, Any]) -> ValidationReport:
+        report = super().validate_config(data)
+        base_url = str(data.get("base_url") or "")
+        if (
+            base_url
+            and not base_url.rstrip("/").endswith("/v1")
+            and "openai" in base_url
+        ):
+            report.suggestions.append(
+                "OpenAI's API lives under /v1: try https://api.openai.com/v1"
+            )
+        return report
+
+    def list_models(self) -> list[DiscoveredModel]:
+        def fetch(client: openai.OpenAI) -> list[DiscoveredModel]:
+            return [
+                DiscoveredModel(
+                    id=m.id,
+                    name=m.id,
+                    owned_by=getattr(m, "owned_by", "") or "",
+                    created=getattr(m, "created", None),
+                    capabilities=_capabilities(m.id),
+                    raw=m.model_dump(),
+                )
+                for m in client.models.list()
+            ]
+
+        return self._call(fetch)
+
+    def invoke(self, request: InvokeRequest) -> InvokeResult:
+        model = self.model_for(request)
+        params = {k: v for k, v in request.parameters.items() if k in CHAT_PARAMETERS}
+
+        def chat(client: openai.OpenAI) -> InvokeResult:
+            completion = client.chat.completions.create(
+                model=model, messages=request.messages, **params
+            )
+            if not completion.choices:
+                raise ValueError("no choices")
+            choice = completion.choices[0]
+            usage = completion.usage
+            return InvokeResult(
+                output=choice.message.content,
+                model=completion.model or model,
+                tokens_in=usage.prompt_tokens if usage else 0,
+                tokens_out=usage.completion_tokens if usage else 0,
+                finish_reason=choice.finish_reason or "",
+                raw=completion.model_dump(),
+            )
+
+        return self._call(chat)
+
+    def fine_tune_create(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call(lambda c: c.fine_tuning.jobs.create(**kwargs).model_dump())
+
+    def fine_tune_status(self, job_id: str) -> dict[str, Any]:
+        return self._call(lambda c: c.fine_tuning.jobs.retrieve(job_id).model_dump())
+
+    def fine_tune_events(self, job_id: str) -> list[dict[str, Any]]:
+        return self._call(
+            lambda c: [e.model_dump() for e in c.fine_tuning.jobs.list_events(job_id)]
+        )
+
+    def fine_tune_cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call(lambda c: c.fine_tuning.jobs.cancel(job_id).model_dump())
+
+
+def _capabilities(model_id: str) -> tuple[str, ...]:
+    """OpenAI's catalogue carries no capability flags; the id is the only hint."""
+    name = model_id.lower()
+    if "embedding" in name:
+        return ("embedding",)
+    if name.startswith(("whisper", "tts")):
+        return ("audio",)
+    if name.startswith(("dall-e", "gpt-image")):
+        return ("vision",)
+    if "moderation" in name:
+        return ("classification",)
+    return ("chat", "completion")

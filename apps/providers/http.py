@@ -1,0 +1,79 @@
+"""The only way ModelHub opens outbound HTTP connections to providers.
+
+`guarded_client()` returns an httpx2 client (the transport the openai and anthropic
+SDKs use) whose every TCP connection is made to an address that passed the SSRF
+guard at connect time; redirects are not followed and environment proxies are
+ignored, so neither can route a request around the guard.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore2
+import httpx2
+from httpcore2._backends.sync import SyncBackend, SyncStream
+
+from apps.core.ssrf import UnsafeURLError, resolve_checked
+
+
+class UnsafeConnectionError(httpcore2.ConnectError):
+    """Raised inside the transport; carries the guard's reason."""
+
+    def __init__(self, error: UnsafeURLError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class GuardedBackend(SyncBackend):
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> SyncStream:
+        try:
+            infos = resolve_checked(host, port)
+        except UnsafeURLError as exc:
+            raise UnsafeConnectionError(exc) from exc
+        last: OSError | None = None
+        for family, type_, proto, _, address in infos:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(address)  # the vetted address, not the name
+            except TimeoutError as exc:
+                sock.close()
+                raise httpcore2.ConnectTimeout(str(exc)) from exc
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return SyncStream(sock)
+        raise httpcore2.ConnectError(str(last or f"cannot connect to {host}:{port}"))
+
+
+class GuardedTransport(httpx2.HTTPTransport):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trust_env=False, **kwargs)
+        # httpx2 has no public hook for the network backend of its default pool.
+        self._pool._network_backend = GuardedBackend()  # type: ignore[attr-defined]
+
+
+def guarded_client(
+    *, timeout: float, headers: dict[str, str] | None = None
+) -> httpx2.Client:
+    return httpx2.Client(
+        transport=GuardedTransport(),
+        timeout=httpx2.Timeout(timeout),
+        follow_redirects=False,
+        trust_env=False,
+        headers=headers,
+    )
