@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_SETTINGS := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: help install run test test-slow lint fmt check-migrations schema db-start db-stop db-status migrate seed clean
+.PHONY: help install run test test-slow lint fmt typecheck check-migrations schema db-start db-stop db-status migrate seed clean
 
 help:
 	@echo "make run         set up, start the embedded database, migrate, seed demo, serve web + worker"
@@ -51,13 +51,16 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+typecheck: $(STAMP)
+	$(TEST_SETTINGS) $(VENV)/bin/mypy
+
 check-migrations: db-start
 	$(TEST_SETTINGS) $(PY) manage.py makemigrations --check --dry-run
 
 schema: $(STAMP)
 	$(TEST_SETTINGS) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-test: $(STAMP) db-start lint check-migrations schema
+test: $(STAMP) db-start lint typecheck check-migrations schema
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) db-start

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.accounts import views as account_views
 from apps.audit import views as audit_views
 from apps.core import views as core_views
+from apps.providers import views as provider_views
 
 handler400 = "apps.core.errors.handler400"
 handler403 = "apps.core.errors.handler403"
@@ -26,12 +27,26 @@ account_patterns = (
     ],
     "accounts",
 )
+provider_patterns = (
+    [
+        path("", provider_views.provider_list, name="provider-list"),
+        path("new/", provider_views.provider_create, name="provider-create"),
+        path("bulk/", provider_views.provider_bulk, name="provider-bulk"),
+        path("<int:pk>/", provider_views.provider_edit, name="provider-edit"),
+        path("<int:pk>/test/", provider_views.provider_test, name="provider-test"),
+        path(
+            "<int:pk>/delete/", provider_views.provider_delete, name="provider-delete"
+        ),
+    ],
+    "providers",
+)
 audit_patterns = ([path("", audit_views.event_list, name="event-list")], "audit")
 
 urlpatterns = [
     path("", include(core_patterns)),
     path("settings/", include(account_patterns)),
     path("settings/audit/", include(audit_patterns)),
+    path("settings/providers/", include(provider_patterns)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

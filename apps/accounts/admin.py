@@ -10,7 +10,7 @@ admin.site.unregister(APIKey)
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(APIKeyModelAdmin):
-    list_display = (
+    list_display = (  # type: ignore[assignment]
         "prefix",
         "name",
         "scope",
@@ -19,7 +19,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
         "expiry_date",
         "revoked",
     )
-    list_filter = ("scope", "revoked", "created")
+    list_filter = ("scope", "revoked", "created")  # type: ignore[assignment]
 
     def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
         fields = super().get_readonly_fields(request, obj)

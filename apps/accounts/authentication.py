@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -51,7 +51,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not raw or "." not in raw or len(raw) > 200:
             raise exceptions.AuthenticationFailed("Malformed API key.")
         try:
-            api_key = ApiKey.objects.get_from_key(raw)
+            api_key = cast(ApiKey, ApiKey.objects.get_from_key(raw))
         except ApiKey.DoesNotExist as exc:
             raise exceptions.AuthenticationFailed(
                 "Invalid or revoked API key."

@@ -43,9 +43,9 @@ def user_role(user: Any) -> Role | None:
         return None
     if user.is_superuser:
         return Role.ADMIN
-    cached = getattr(user, "_modelhub_role", False)
+    cached: Role | bool | None = getattr(user, "_modelhub_role", False)
     if cached is not False:
-        return cached
+        return cached  # type: ignore[return-value]
     names = set(user.groups.values_list("name", flat=True))
     role = max((r for r in Role if r.label in names), default=None)
     user._modelhub_role = role

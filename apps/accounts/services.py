@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import Group, User
 from django.db import transaction
@@ -101,7 +101,7 @@ def api_key_create(
         obj=api_key,
         after={"name": name, "scope": scope, "prefix": api_key.prefix},
     )
-    return api_key, raw
+    return cast(ApiKey, api_key), raw
 
 
 @transaction.atomic

@@ -16,6 +16,10 @@ def is_public_schema(schema_name: str | None = None) -> bool:
     return name == get_public_schema_name()
 
 
+def set_public_schema() -> None:
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+
+
 def assert_tenant_schema() -> str:
     """Refuse to go on in the public schema; returns the tenant schema name."""
     schema = current_schema()

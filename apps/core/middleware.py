@@ -10,6 +10,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apps.core.context import accept_request_id, request_id_var, tenant_var
+from apps.core.db import set_public_schema
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -41,7 +42,7 @@ def readiness() -> tuple[bool, dict[str, str]]:
     global _migrations_applied
     checks: dict[str, str] = {}
     try:
-        connection.set_schema_to_public()
+        set_public_schema()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = "ok"

@@ -24,7 +24,7 @@ NAVIGATION = [
     NavItem("Groups", "groups:group-list"),
     NavItem("Jobs", "jobs:job-list"),
     NavItem("Inference", "inference:browser"),
-    NavItem("Providers", "providers:provider-list", Role.ADMIN, "settings"),
+    NavItem("Providers", "providers:provider-list", Role.VIEWER, "settings"),
     NavItem("API keys", "accounts:api-keys", Role.ADMIN, "settings"),
     NavItem("Audit trail", "audit:event-list", Role.VIEWER, "settings"),
 ]

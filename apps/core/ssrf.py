@@ -116,7 +116,7 @@ def resolve_checked(host: str, port: int, *, url: str = "") -> list[tuple]:
     except (socket.gaierror, UnicodeError) as exc:
         raise _refuse(url or host, f"host '{host}' does not resolve") from exc
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address_is_allowed(ip):
             raise _refuse(
                 url or host, f"'{host}' resolves to {ip}, not a public address"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
@@ -59,7 +59,7 @@ def _scrub(error: ProviderError, secret: str) -> ProviderError:
     return error
 
 
-def _month_start() -> timezone.datetime:
+def _month_start() -> date:
     today = timezone.localdate()
     return today.replace(day=1)
 

@@ -69,7 +69,8 @@ def provider_validate(
 @transaction.atomic
 def provider_create(*, actor: Any, api_key: str = "", **fields: Any) -> ProviderConfig:
     assert_tenant_schema()
-    fields.setdefault("base_url", default_base_url(fields["kind"]))
+    if not fields.get("base_url"):
+        fields["base_url"] = default_base_url(fields["kind"])
     check_url(fields["base_url"])
     if ProviderConfig.objects.filter(name=fields["name"]).exists():
         raise ConflictError(
@@ -144,7 +145,7 @@ def provider_dependents(*, provider: ProviderConfig) -> list[str]:
     for relation in provider._meta.related_objects:
         if relation.related_model in _OWN_ROWS or not relation.one_to_many:
             continue
-        for obj in relation.related_model.objects.filter(
+        for obj in relation.related_model._default_manager.filter(
             **{relation.field.name: provider}
         )[:20]:
             found.append(f"{relation.related_model._meta.verbose_name} {obj}")

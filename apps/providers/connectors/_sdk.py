@@ -1,10 +1,13 @@
 """Error mapping shared by the official SDKs (openai, anthropic): both raise
-APIStatusError / APITimeoutError / APIConnectionError families."""
+APIStatusError / APITimeoutError / APIConnectionError families. The plain-HTTP
+connectors (huggingface, custom_http) share map_http_error / error_for_response."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import httpx2
 
 from apps.providers.errors import ProviderError, error_for_status, parse_retry_after
 from apps.providers.http import UnsafeConnectionError
@@ -55,3 +58,52 @@ def _status_detail(exc: Any) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return f"HTTP {exc.status_code}"
+
+
+def map_http_error(exc: httpx2.HTTPError) -> ProviderError:
+    """Translate an httpx2 transport exception into the taxonomy."""
+    unsafe = _unsafe_cause(exc)
+    if unsafe is not None:
+        return ProviderError("unsafe_url", unsafe.error.message)
+    if isinstance(exc, httpx2.TimeoutException):
+        return ProviderError("timeout")
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return error_for_response(exc.response)
+    if isinstance(exc, httpx2.DecodingError):
+        return ProviderError("provider_error", "malformed response")
+    if isinstance(exc, httpx2.TransportError):
+        return ProviderError("unavailable", "connection failed")
+    return ProviderError("provider_error", exc.__class__.__name__)
+
+
+def error_for_response(response: httpx2.Response) -> ProviderError:
+    """A 4xx/5xx answer as a ProviderError, with the provider's own message."""
+    return error_for_status(
+        response.status_code,
+        _body_detail(response),
+        parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def json_body(response: httpx2.Response) -> Any:
+    """The parsed JSON body of a successful answer, or provider_error."""
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and undecodable bytes alike
+        raise ProviderError("provider_error", "malformed response") from None
+
+
+def _body_detail(response: httpx2.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            error = error.get("message")
+        if isinstance(error, list):
+            error = "; ".join(str(e) for e in error)
+        if isinstance(error, str) and error:
+            return error
+    return f"HTTP {response.status_code}"

@@ -55,7 +55,8 @@ class OpenAIConnector(Connector):
         client = self._client()
         try:
             return fn(client)
-        except openai.OpenAIError as exc:
+        # ValueError: the SDKs let a body that is not JSON escape as JSONDecodeError.
+        except (openai.OpenAIError, ValueError) as exc:
             raise map_sdk_error(exc, openai) from None
         finally:
             client.close()
@@ -96,7 +97,9 @@ class OpenAIConnector(Connector):
 
         def chat(client: openai.OpenAI) -> InvokeResult:
             completion = client.chat.completions.create(
-                model=model, messages=request.messages, **params
+                model=model,
+                messages=request.messages,  # type: ignore[arg-type]
+                **params,
             )
             if not completion.choices:
                 raise ValueError("no choices")

@@ -1,0 +1,150 @@
+"""Anthropic's Messages API through the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+import anthropic
+
+from apps.providers.connectors._sdk import map_sdk_error
+from apps.providers.connectors.base import (
+    Connector,
+    DiscoveredModel,
+    InvokeRequest,
+    InvokeResult,
+    ValidationReport,
+)
+from apps.providers.http import guarded_client
+
+T = TypeVar("T")
+DEFAULT_MAX_TOKENS = 1024
+# Keyword arguments messages.create accepts as they are (the SDK has no temperature).
+MESSAGE_PARAMETERS = {
+    "stop_sequences",
+    "metadata",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "service_tier",
+}
+
+
+class AnthropicConnector(Connector):
+    kind: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
+
+    def _client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(
+            # Always explicit: without it the SDK reads env vars and profiles on disk.
+            api_key=self.config.api_key or "none",
+            base_url=self.config.base_url,
+            timeout=self.config.timeout,
+            max_retries=0,  # retries, backoff and breaker live in apps.providers.resilience
+            http_client=guarded_client(timeout=self.config.timeout),
+        )
+
+    def _call(self, fn: Callable[[anthropic.Anthropic], T]) -> T:
+        client = self._client()
+        try:
+            return fn(client)
+        # ValueError: the SDKs let a body that is not JSON escape as JSONDecodeError.
+        except (anthropic.AnthropicError, ValueError) as exc:
+            raise map_sdk_error(exc, anthropic) from None
+        finally:
+            client.close()
+
+    @classmethod
+    def validate_config(cls, data: dict[str, Any]) -> ValidationReport:
+        report = super().validate_config(data)
+        base_url = str(data.get("base_url") or "").rstrip("/")
+        if base_url.endswith("/v1"):
+            report.suggestions.append(
+                "The SDK adds /v1 itself: use the bare host, "
+                "e.g. https://api.anthropic.com"
+            )
+        return report
+
+    def list_models(self) -> list[DiscoveredModel]:
+        def fetch(client: anthropic.Anthropic) -> list[DiscoveredModel]:
+            return [
+                DiscoveredModel(
+                    id=m.id,
+                    name=getattr(m, "display_name", None) or m.id,
+                    owned_by="anthropic",
+                    created=_epoch(getattr(m, "created_at", None)),
+                    capabilities=_capabilities(m),
+                    context_window=getattr(m, "max_input_tokens", None),
+                    max_output_tokens=getattr(m, "max_tokens", None),
+                    # JSON mode: created_at and friends are datetimes in Python mode.
+                    raw=m.model_dump(mode="json"),
+                )
+                for m in client.models.list()
+            ]
+
+        return self._call(fetch)
+
+    def invoke(self, request: InvokeRequest) -> InvokeResult:
+        model = self.model_for(request)
+        params = {
+            k: v for k, v in request.parameters.items() if k in MESSAGE_PARAMETERS
+        }
+        if "stop" in request.parameters and "stop_sequences" not in params:
+            stop = request.parameters["stop"]
+            params["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+        system = [
+            _text_of(m.get("content"))
+            for m in request.messages
+            if m.get("role") == "system"
+        ]
+        if system:
+            params["system"] = "\n\n".join(system)
+        messages = [m for m in request.messages if m.get("role") != "system"]
+        max_tokens = int(request.parameters.get("max_tokens", DEFAULT_MAX_TOKENS))
+
+        def create(client: anthropic.Anthropic) -> InvokeResult:
+            message = client.messages.create(
+                model=model,
+                max_tokens=max_tokens,
+                messages=messages,  # type: ignore[arg-type]
+                **params,
+            )
+            usage = message.usage
+            return InvokeResult(
+                output="".join(
+                    block.text for block in message.content if block.type == "text"
+                ),
+                model=message.model or model,
+                tokens_in=usage.input_tokens if usage else 0,
+                tokens_out=usage.output_tokens if usage else 0,
+                finish_reason=message.stop_reason or "",
+                raw=message.model_dump(mode="json"),
+            )
+
+        return self._call(create)
+
+
+def _text_of(content: Any) -> str:
+    """A message's content as text: a string, or the text of its text blocks."""
+    if isinstance(content, list):
+        return "".join(
+            str(block.get("text", ""))
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
+    return "" if content is None else str(content)
+
+
+def _epoch(value: Any) -> int | None:
+    return int(value.timestamp()) if isinstance(value, datetime) else None
+
+
+def _capabilities(model: Any) -> tuple[str, ...]:
+    found = ["chat", "completion"]
+    caps = getattr(model, "capabilities", None)
+    image = getattr(caps, "image_input", None) if caps is not None else None
+    if image is not None and image.supported:
+        found.append("vision")
+    return tuple(found)

@@ -1,0 +1,190 @@
+"""Anthropic connector against a local server speaking the Messages API."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from apps.providers.connectors.anthropic import AnthropicConnector
+from apps.providers.connectors.base import InvokeRequest
+from apps.providers.models import ProviderConfig
+from apps.providers.resilience import call_provider
+from apps.providers.services import provider_models, provider_test
+
+KEY = "sk-ant-api03-test-0123456789"
+MESSAGE = {
+    "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-opus-4-6-20260205",
+    "content": [
+        {"type": "text", "text": "Bonjour"},
+        {"type": "text", "text": " à vous."},
+    ],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 21, "output_tokens": 7},
+}
+MODELS = {
+    "data": [
+        {
+            "type": "model",
+            "id": "claude-opus-4-6",
+            "display_name": "Claude Opus 4.6",
+            "created_at": "2026-02-05T00:00:00Z",
+            "lifecycle": "active",
+            "max_input_tokens": 200000,
+            "max_tokens": 64000,
+            "capabilities": {"image_input": {"supported": True}},
+        },
+        {
+            "type": "model",
+            "id": "claude-3-haiku-20240307",
+            "display_name": "Claude Haiku 3",
+            "created_at": "2024-03-07T00:00:00Z",
+            "lifecycle": "deprecated",
+        },
+    ],
+    "has_more": False,
+    "first_id": "claude-opus-4-6",
+    "last_id": "claude-3-haiku-20240307",
+}
+
+pytestmark = pytest.mark.usefixtures("alpha")
+
+
+@pytest.fixture
+def provider(httpserver, make_provider) -> ProviderConfig:
+    return make_provider(
+        kind="anthropic",
+        base_url=httpserver.url_for("/").rstrip("/"),
+        api_key=KEY,
+        default_model="claude-opus-4-6",
+        price_per_1k_input=Decimal("3"),
+        price_per_1k_output=Decimal("15"),
+    )
+
+
+def test_invoke_moves_system_messages_and_joins_text_blocks(
+    httpserver, provider, usage_today
+):
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(MESSAGE)
+
+    result = call_provider(
+        provider,
+        lambda c: c.invoke(
+            InvokeRequest(
+                messages=[
+                    {"role": "system", "content": "Answer in French."},
+                    {"role": "user", "content": "Hello"},
+                ],
+                parameters={"stop": "###", "temperature": 0.5},
+            )
+        ),
+    )
+
+    assert result.output == "Bonjour à vous."
+    assert (result.model, result.finish_reason) == (
+        "claude-opus-4-6-20260205",
+        "end_turn",
+    )
+    assert (result.tokens_in, result.tokens_out) == (21, 7)
+    assert result.raw["id"] == "msg_013Zva2CMHLNnXjNJJKqJ2EF"
+    [(request, _)] = httpserver.log
+    # anthropic 2.x sends the API key as a bearer token, not x-api-key.
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
+    assert "X-Api-Key" not in request.headers
+    assert request.headers["Anthropic-Version"]
+    assert json.loads(request.get_data()) == {
+        "model": "claude-opus-4-6",
+        "max_tokens": 1024,
+        "system": "Answer in French.",
+        "messages": [{"role": "user", "content": "Hello"}],
+        "stop_sequences": ["###"],
+    }
+    assert usage_today(provider) == {
+        "requests": 1,
+        "errors": 0,
+        "tokens_in": 21,
+        "tokens_out": 7,
+        # (21 * 3 + 7 * 15) / 1000
+        "cost": Decimal("0.168000"),
+    }
+
+
+def test_invoke_passes_max_tokens_from_parameters(httpserver, provider):
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(MESSAGE)
+
+    call_provider(
+        provider,
+        lambda c: c.invoke(
+            InvokeRequest(
+                model="claude-opus-4-1",
+                messages=[{"role": "user", "content": "Hi"}],
+                parameters={"max_tokens": 64},
+            )
+        ),
+    )
+
+    [(request, _)] = httpserver.log
+    body = json.loads(request.get_data())
+    assert (body["model"], body["max_tokens"]) == ("claude-opus-4-1", 64)
+    assert "system" not in body
+
+
+def test_models_map_display_name_created_at_and_limits(
+    httpserver, provider, usage_today
+):
+    httpserver.expect_request("/v1/models", method="GET").respond_with_json(MODELS)
+
+    models = provider_models(provider=provider)
+
+    assert [(m.id, m.name, m.created) for m in models] == [
+        ("claude-opus-4-6", "Claude Opus 4.6", 1770249600),
+        ("claude-3-haiku-20240307", "Claude Haiku 3", 1709769600),
+    ]
+    assert models[0].capabilities == ("chat", "completion", "vision")
+    assert models[1].capabilities == ("chat", "completion")
+    assert (models[0].context_window, models[0].max_output_tokens) == (200000, 64000)
+    assert models[0].raw["created_at"] == "2026-02-05T00:00:00Z"
+    assert models[1].raw["lifecycle"] == "deprecated"
+    json.dumps(models[0].raw)  # raw is stored in JSON fields: must serialise
+    [(request, _)] = httpserver.log
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
+    assert usage_today(provider)["requests"] == 1
+
+
+def test_provider_test_maps_anthropic_auth_error(httpserver, provider):
+    httpserver.expect_request("/v1/models").respond_with_json(
+        {
+            "type": "error",
+            "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+        },
+        status=401,
+    )
+
+    tested = provider_test(provider=provider)
+
+    assert (tested.last_health_status, tested.last_health_error_code) == (
+        "error",
+        "auth",
+    )
+    assert "invalid x-api-key" in tested.last_health_error
+
+
+def test_validate_config_suggests_dropping_v1_from_base_url():
+    report = AnthropicConnector.validate_config(
+        {
+            "kind": "anthropic",
+            "api_key": KEY,
+            "base_url": "https://api.anthropic.com/v1",
+            "default_model": "claude-opus-4-6",
+        }
+    )
+
+    assert report.ok
+    assert report.suggestions == [
+        "The SDK adds /v1 itself: use the bare host, e.g. https://api.anthropic.com"
+    ]
