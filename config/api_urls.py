@@ -1,6 +1,6 @@
 """`/api/v1/` — the JSON API of a tenant."""
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from apps.accounts.api.views import ApiKeyViewSet, MeView
@@ -14,5 +14,6 @@ router.register("providers", ProviderViewSet, basename="provider")
 
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
+    path("models/", include("apps.registry.api.urls")),
     *router.urls,
 ]

@@ -24,7 +24,7 @@ def _all_text_in_schema(schema: str) -> str:
         tables = [row[0] for row in cursor.fetchall()]
         chunks = []
         for table in tables:
-            cursor.execute(f'SELECT t::text FROM "{schema}"."{table}" t')  # noqa: S608
+            cursor.execute(f'SELECT t::text FROM "{schema}"."{table}" t')
             chunks.extend(row[0] for row in cursor.fetchall())
     return "\n".join(chunks)
 

@@ -1,0 +1,147 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RegisteredModel(models.Model):
+    """A model a team manages; its numbered versions carry the substance."""
+
+    class Task(models.TextChoices):
+        CLASSIFICATION = "classification"
+        REGRESSION = "regression"
+        CHAT = "chat"
+        COMPLETION = "completion"
+        EMBEDDING = "embedding"
+        VISION = "vision"
+        AUDIO = "audio"
+        OTHER = "other"
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    task_type = models.CharField(
+        max_length=20, choices=Task.choices, default=Task.OTHER
+    )
+    tags = models.JSONField(default=list, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One numbered version: where it comes from, its canonical metadata, metrics,
+    feature schema, artifacts and lineage."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        ACTIVE = "active"
+        ARCHIVED = "archived"
+
+    class Source(models.TextChoices):
+        PROVIDER = "provider"
+        UPLOAD = "upload"
+        TRAINING = "training"
+        FINE_TUNE = "fine_tune"
+
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="versions"
+    )
+    number = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.DRAFT
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    provider = models.ForeignKey(
+        "providers.ProviderConfig",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="model_versions",
+    )
+    external_id = models.CharField(max_length=300, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    input_schema = models.JSONField(default=list, blank=True)
+    output_schema = models.JSONField(default=dict, blank=True)
+    lineage = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+    )
+    created_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_id", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "number"], name="version_number_per_model"
+            ),
+            # Importing the same external model twice updates it, never duplicates it.
+            models.UniqueConstraint(
+                fields=["provider", "external_id"],
+                condition=Q(provider__isnull=False) & ~Q(external_id=""),
+                name="version_external_model_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"
+
+
+class ModelArtifact(models.Model):
+    """One file of a version (the model, a label map, a model card...), hashed."""
+
+    class Role(models.TextChoices):
+        MODEL = "model"
+        LABEL_MAP = "label_map"
+        MODEL_CARD = "model_card"
+        OTHER = "other"
+
+    class Format(models.TextChoices):
+        SKOPS = "skops"
+        ONNX = "onnx"
+        JSON = "json"
+        TEXT = "text"
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="artifacts"
+    )
+    role = models.CharField(max_length=12, choices=Role.choices, default=Role.MODEL)
+    format = models.CharField(max_length=8, choices=Format.choices)
+    path = models.CharField(
+        max_length=500, help_text="Relative to MEDIA_ROOT/<schema>/."
+    )
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version_id", "role", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version"],
+                condition=Q(role="model"),
+                name="one_model_file_per_version",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.format}, {self.sha256[:12]})"
