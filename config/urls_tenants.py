@@ -52,6 +52,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("config.api_urls", "api"))),
+    path("v2/", include("apps.groups.api.oip_urls")),
+    path("openai/v1/", include("apps.groups.api.openai_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
         "api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"

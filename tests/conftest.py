@@ -125,3 +125,22 @@ def api_client(db):  # type: ignore[no-untyped-def]
         return client
 
     return make
+
+
+@pytest.fixture
+def in_process_http(db):  # type: ignore[no-untyped-def]
+    """An httpx2 transport that hands requests straight to our WSGI app, so real SDKs
+    (openai, ...) can talk to it inside the test's transaction. Like Django's test
+    client, it keeps request signals from closing the test's connection."""
+    import httpx2
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield httpx2.WSGITransport(app=WSGIHandler())
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)

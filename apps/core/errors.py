@@ -103,6 +103,18 @@ _DRF_CODES = {
 }
 
 
+def _invalid_message(fields: dict[str, list[str]]) -> str:
+    """One line naming each bad field with its first complaint."""
+    if not fields:
+        return "Invalid input."
+    parts = [
+        f"{name} ({messages[0].rstrip('.')})"
+        for name, messages in sorted(fields.items())
+    ]
+    shown = "; ".join(parts[:5]) + ("; ..." if len(parts) > 5 else "")
+    return f"Invalid input: {shown}."
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves in the envelope."""
     if isinstance(exc, ApplicationError):
@@ -123,10 +135,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # unexpected: Django's 500 handler answers in the envelope
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten_fields(exc.detail)
-        named = ", ".join(sorted(fields))
-        response.data = envelope(
-            "invalid", f"Invalid input: {named}." if named else "Invalid input.", fields
-        )
+        response.data = envelope("invalid", _invalid_message(fields), fields)
     else:
         code = next(
             (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),

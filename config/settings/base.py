@@ -171,6 +171,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_RATES": {
+        "predict": env("PREDICT_THROTTLE_RATE", default="6000/min")
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ModelHub API",
@@ -260,3 +263,9 @@ PROVIDER_BREAKER_COOLDOWN = env.int("PROVIDER_BREAKER_COOLDOWN", default=30)
 # Backoff between retries: base * 2**attempt, full jitter, capped.
 PROVIDER_BACKOFF_BASE = env.float("PROVIDER_BACKOFF_BASE", default=0.5)
 PROVIDER_BACKOFF_MAX = env.float("PROVIDER_BACKOFF_MAX", default=20.0)
+
+# Inference logs: a stored input or output above this many bytes (as JSON) is replaced
+# by a flagged preview.
+INFERENCE_MAX_PAYLOAD_BYTES = env.int("INFERENCE_MAX_PAYLOAD_BYTES", default=64 * 1024)
+# Largest accepted prediction request body (413 above it).
+PREDICT_MAX_BODY_BYTES = env.int("PREDICT_MAX_BODY_BYTES", default=1024 * 1024)

@@ -107,7 +107,9 @@ def test_create_key_with_bad_scope_names_the_field(tenant_a, make_key, api_clien
     body = response.json()
     assert body["error"]["code"] == "invalid"
     assert set(body["error"]["fields"]) == {"name", "scope"}
-    assert body["error"]["message"] == "Invalid input: name, scope."
+    assert body["error"]["message"] == (
+        'Invalid input: name (This field may not be blank); scope ("root" is not a valid choice).'
+    )
 
 
 def test_keys_of_another_tenant_cannot_be_revoked_by_prefix(

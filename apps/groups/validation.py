@@ -1,0 +1,75 @@
+"""Prediction inputs checked against a version's feature schema (pure)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+NUMERIC = {"number", "integer"}
+
+
+class InputError(ValueError):
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items()))
+        self.fields = fields
+
+
+def _check_value(feature: dict[str, Any], value: Any) -> str | None:
+    kind = feature.get("type", "number")
+    constraints = feature.get("constraints") or {}
+    if value is None:
+        return None if not feature.get("required", True) else "must not be null"
+    if kind in NUMERIC:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number, got {type(value).__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if kind == "integer" and float(value) != int(value):
+            return "expected an integer"
+        if "minimum" in constraints and value < constraints["minimum"]:
+            return f"below the minimum {constraints['minimum']}"
+        if "maximum" in constraints and value > constraints["maximum"]:
+            return f"above the maximum {constraints['maximum']}"
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            return f"expected true or false, got {type(value).__name__}"
+    elif kind in ("string", "categorical", "text"):
+        if not isinstance(value, str):
+            return f"expected a string, got {type(value).__name__}"
+        if "enum" in constraints and value not in constraints["enum"]:
+            return f"not one of {constraints['enum']}"
+        if "max_length" in constraints and len(value) > constraints["max_length"]:
+            return f"longer than {constraints['max_length']} characters"
+    return None
+
+
+def validate_rows(schema: list[dict[str, Any]], inputs: Any) -> list[dict[str, Any]]:
+    """`inputs` is one row (a dict) or a batch (a list of dicts); returns the rows.
+    Missing, extra and mistyped features are reported by name (and row in a batch)."""
+    batch = isinstance(inputs, list)
+    rows = inputs if batch else [inputs]
+    if not rows:
+        raise InputError({"inputs": ["at least one row is needed"]})
+    names = [f["name"] for f in schema]
+    by_name = {f["name"]: f for f in schema}
+    problems: dict[str, list[str]] = {}
+    for index, row in enumerate(rows):
+        prefix = f"inputs.{index}." if batch else "inputs."
+        if not isinstance(row, dict):
+            problems[prefix.rstrip(".")] = ["expected an object of feature values"]
+            continue
+        for name in names:
+            if name not in row:
+                if by_name[name].get("required", True):
+                    problems.setdefault(prefix + name, []).append("missing")
+                continue
+            error = _check_value(by_name[name], row[name])
+            if error:
+                problems.setdefault(prefix + name, []).append(error)
+        for extra in sorted(set(row) - set(names)):
+            problems.setdefault(prefix + extra, []).append(
+                "not a feature of this model"
+            )
+    if problems:
+        raise InputError(problems)
+    return rows

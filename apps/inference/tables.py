@@ -1,0 +1,230 @@
+"""ALL runtime DDL of ModelHub: the per-group inference log tables.
+
+Each active group owns `inference_log_g<id>` in its tenant's schema (never public),
+range-partitioned by day on `ts`, with daily partitions created ahead, a default
+partition catching anything outside them (reported, not silent), and indexes for time
+ranges, request ids and member+time. Names derive from primary keys only and every
+statement is composed with psycopg.sql identifiers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import connection, transaction
+from psycopg import sql
+
+from apps.core.db import assert_tenant_schema
+
+PARTITIONS_AHEAD = 7
+
+COLUMNS = """
+    request_id uuid NOT NULL,
+    ts timestamptz NOT NULL,
+    client_request_id text,
+    member_id bigint,
+    version_id bigint,
+    role text NOT NULL DEFAULT '',
+    shadow boolean NOT NULL DEFAULT false,
+    routing_key text,
+    requester text NOT NULL DEFAULT '',
+    door text NOT NULL DEFAULT '',
+    status text NOT NULL,
+    error_code text,
+    error_message text,
+    latency_ms real,
+    model_latency_ms real,
+    input jsonb,
+    output jsonb,
+    input_truncated boolean NOT NULL DEFAULT false,
+    output_truncated boolean NOT NULL DEFAULT false,
+    explanation jsonb,
+    feedback jsonb,
+    feedback_at timestamptz,
+    PRIMARY KEY (request_id, ts)
+"""
+
+
+def table_name(group_id: int) -> str:
+    return f"inference_log_g{int(group_id)}"
+
+
+def partition_name(group_id: int, day: date) -> str:
+    return f"{table_name(group_id)}_p{day:%Y%m%d}"
+
+
+def default_partition_name(group_id: int) -> str:
+    return f"{table_name(group_id)}_default"
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _schema() -> str:
+    return assert_tenant_schema()
+
+
+def _ident(*parts: str) -> sql.Identifier:
+    return sql.Identifier(*parts)
+
+
+def table_exists(group_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regclass(%s) IS NOT NULL",
+            [f'"{_schema()}"."{table_name(group_id)}"'],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@transaction.atomic
+def provision(
+    group_id: int, *, today: date | None = None, ahead: int = PARTITIONS_AHEAD
+) -> str:
+    """Create the group's table (if missing), its default partition, indexes and the
+    partitions from today to `ahead` days on. Idempotent."""
+    schema = _schema()
+    name = table_name(group_id)
+    statements = [
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}) PARTITION BY RANGE (ts)").format(
+            _ident(schema, name), sql.SQL(COLUMNS)
+        ),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
+            _ident(schema, default_partition_name(group_id)), _ident(schema, name)
+        ),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (ts)").format(
+            _ident(f"{name}_ts"), _ident(schema, name)
+        ),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (request_id)").format(
+            _ident(f"{name}_rid"), _ident(schema, name)
+        ),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (member_id, ts)").format(
+            _ident(f"{name}_member_ts"), _ident(schema, name)
+        ),
+    ]
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    ensure_partitions(group_id, today=today, ahead=ahead)
+    return name
+
+
+def ensure_partitions(
+    group_id: int, *, today: date | None = None, ahead: int = PARTITIONS_AHEAD
+) -> list[str]:
+    """Daily partitions from today through today+ahead; returns the ones created.
+    Rows already sitting in the default partition for such a day are moved in."""
+    schema = _schema()
+    today = today or datetime.now(UTC).date()
+    created = []
+    existing = set(partitions(group_id))
+    with connection.cursor() as cursor:
+        for offset in range(ahead + 1):
+            day = today + timedelta(days=offset)
+            part = partition_name(group_id, day)
+            if part in existing:
+                continue
+            start, end = _day_bounds(day)
+            default = _ident(schema, default_partition_name(group_id))
+            # A new range partition cannot be attached while the default holds rows in
+            # that range: park them, attach, and put them back through the parent.
+            cursor.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS _moved (LIKE {}) ON COMMIT DROP"
+                ).format(_ident(schema, table_name(group_id)))
+            )
+            cursor.execute(
+                sql.SQL(
+                    "WITH gone AS (DELETE FROM {} WHERE ts >= %s AND ts < %s RETURNING *) "
+                    "INSERT INTO _moved SELECT * FROM gone"
+                ).format(default),
+                [start, end],
+            )
+            cursor.execute(
+                sql.SQL(
+                    "CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (%s) TO (%s)"
+                ).format(_ident(schema, part), _ident(schema, table_name(group_id))),
+                [start, end],
+            )
+            cursor.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM _moved").format(
+                    _ident(schema, table_name(group_id))
+                )
+            )
+            cursor.execute("TRUNCATE _moved")
+            created.append(part)
+    return created
+
+
+def partitions(group_id: int) -> list[str]:
+    """Names of the day partitions (not the default), oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent "
+            "JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "WHERE n.nspname = %s AND p.relname = %s ORDER BY c.relname",
+            [_schema(), table_name(group_id)],
+        )
+        return [row[0] for row in cursor.fetchall() if not row[0].endswith("_default")]
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    name: str
+    partitions: int
+    first_day: str | None
+    last_day: str | None
+    default_rows: int
+    total_bytes: int
+
+
+def status(group_id: int) -> TableStatus:
+    schema = _schema()
+    name = table_name(group_id)
+    parts = partitions(group_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                _ident(schema, default_partition_name(group_id))
+            )
+        )
+        default_rows = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname LIKE %s",
+            [schema, f"{name}%"],
+        )
+        size = int(cursor.fetchone()[0])
+
+    def day(part: str) -> str:
+        stamp = part.rsplit("_p", 1)[1]
+        return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:]}"
+
+    return TableStatus(
+        name=name,
+        partitions=len(parts),
+        first_day=day(parts[0]) if parts else None,
+        last_day=day(parts[-1]) if parts else None,
+        default_rows=default_rows,
+        total_bytes=size,
+    )
+
+
+def drop_partition(group_id: int, part: str) -> None:
+    """Detach and drop one day partition (retention calls this after archiving)."""
+    if not part.startswith(f"{table_name(group_id)}_p"):
+        raise ValueError(f"{part} is not a day partition of group {group_id}")
+    schema = _schema()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                _ident(schema, table_name(group_id)), _ident(schema, part)
+            )
+        )
+        cursor.execute(sql.SQL("DROP TABLE {}").format(_ident(schema, part)))

@@ -1,0 +1,130 @@
+"""Writes inference rows into a group's table.
+
+Durability: write-through. The row is committed before the prediction's response is
+sent, so a 2xx can never refer to a row that a killed web process still held in
+memory. (One INSERT per request; psycopg prepares it after a few uses.)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from apps.core.db import current_schema
+from apps.inference.tables import table_name
+
+FIELDS = (
+    "request_id",
+    "ts",
+    "client_request_id",
+    "member_id",
+    "version_id",
+    "role",
+    "shadow",
+    "routing_key",
+    "requester",
+    "door",
+    "status",
+    "error_code",
+    "error_message",
+    "latency_ms",
+    "model_latency_ms",
+    "input",
+    "output",
+    "input_truncated",
+    "output_truncated",
+    "explanation",
+)
+JSON_FIELDS = {"input", "output", "explanation"}
+
+
+def uuid7_time(request_id: str | uuid.UUID) -> datetime:
+    """The creation time carried by a UUIDv7 (millisecond precision, UTC)."""
+    value = uuid.UUID(str(request_id))
+    if value.version != 7:
+        raise ValueError("not a UUIDv7")
+    millis = value.int >> 80
+    from datetime import UTC
+
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def bounded_json(value: Any) -> tuple[Any, bool]:
+    """(value, truncated): payloads over the limit keep a preview and their size,
+    flagged, never silently dropped."""
+    if value is None:
+        return None, False
+    text = json.dumps(value, default=str, separators=(",", ":"))
+    limit = settings.INFERENCE_MAX_PAYLOAD_BYTES
+    if len(text) <= limit:
+        return value, False
+    return {"truncated": True, "bytes": len(text), "preview": text[: limit // 4]}, True
+
+
+@lru_cache(maxsize=256)
+def _insert_statement(schema: str, group_id: int) -> sql.Composed:
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(schema, table_name(group_id)),
+        sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS),
+        sql.SQL(", ").join(sql.Placeholder() * len(FIELDS)),
+    )
+
+
+def log_write(group_id: int, row: dict[str, Any]) -> None:
+    """Insert one row (autocommit unless the caller holds a transaction)."""
+    row = dict(row)
+    row.setdefault("ts", uuid7_time(row["request_id"]))
+    row["input"], row["input_truncated"] = bounded_json(row.get("input"))
+    row["output"], row["output_truncated"] = bounded_json(row.get("output"))
+    values = [
+        Jsonb(row.get(f)) if f in JSON_FIELDS and row.get(f) is not None else row.get(f)
+        for f in FIELDS
+    ]
+    for index, name in enumerate(FIELDS):
+        if values[index] is None and name in ("role", "requester", "door"):
+            values[index] = ""
+        if values[index] is None and name in (
+            "shadow",
+            "input_truncated",
+            "output_truncated",
+        ):
+            values[index] = False
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_statement(current_schema(), group_id), values)
+
+
+def feedback_write(group_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Attach ground truth to logged rows by request id; unknown ids are reported.
+    Each item: {"request_id", "label"? , "value"?}. Returns {"updated", "unknown"}."""
+    from django.utils import timezone
+
+    unknown: list[str] = []
+    invalid: list[str] = []
+    updated = 0
+    statement = sql.SQL(
+        "UPDATE {} SET feedback = %s, feedback_at = %s WHERE request_id = %s AND ts = %s"
+    ).format(sql.Identifier(current_schema(), table_name(group_id)))
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for item in items:
+            rid = str(item.get("request_id", ""))
+            try:
+                ts = uuid7_time(rid)
+            except ValueError:
+                invalid.append(rid)
+                continue
+            truth = {k: item[k] for k in ("label", "value") if k in item}
+            cursor.execute(statement, [Jsonb(truth), now, rid, ts])
+            if cursor.rowcount:
+                updated += cursor.rowcount
+            else:
+                unknown.append(rid)
+    return {"updated": updated, "unknown": unknown, "invalid": invalid}
