@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+"""`/models/upload/`."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.registry import views_upload
+
+urlpatterns = [
+    path("upload/", views_upload.model_upload, name="model-upload"),
+]

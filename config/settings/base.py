@@ -188,6 +188,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "apps.registry.models.ModelVersion.Status",
+        "GroupStatusEnum": "apps.groups.models.ModelGroup.Status",
+    },
 }
 
 # --- background work: django-q2 on the ORM broker (public schema) ---
@@ -269,3 +273,7 @@ PROVIDER_BACKOFF_MAX = env.float("PROVIDER_BACKOFF_MAX", default=20.0)
 INFERENCE_MAX_PAYLOAD_BYTES = env.int("INFERENCE_MAX_PAYLOAD_BYTES", default=64 * 1024)
 # Largest accepted prediction request body (413 above it).
 PREDICT_MAX_BODY_BYTES = env.int("PREDICT_MAX_BODY_BYTES", default=1024 * 1024)
+
+# Uploaded model artifacts: largest accepted file, and loaded models kept per process.
+ARTIFACT_MAX_BYTES = env.int("ARTIFACT_MAX_BYTES", default=200 * 1024 * 1024)
+ARTIFACT_CACHE_SIZE = env.int("ARTIFACT_CACHE_SIZE", default=16)

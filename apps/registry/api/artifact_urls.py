@@ -1,3 +1,14 @@
-from django.urls import path  # noqa: F401
+"""`/api/v1/models/upload/` and artifact downloads."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.registry.api.artifact_views import ArtifactDownloadView, VersionUploadView
+
+urlpatterns = [
+    path("upload/", VersionUploadView.as_view(), name="version-upload"),
+    path(
+        "versions/<int:version_id>/artifacts/<int:artifact_id>/download/",
+        ArtifactDownloadView.as_view(),
+        name="artifact-download",
+    ),
+]

@@ -1,0 +1,264 @@
+"""The REST and OIP v2 doors on a real scikit-learn group: validation, routing,
+outputs, logging of every answer, feedback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django_tenants.utils import schema_context
+
+from apps.tenants.demo import DEMO_GROUP, demo_labels, demo_rows, seed_demo_content
+
+
+@pytest.fixture(scope="module")
+def _trained():
+    """Training once per module keeps these tests fast."""
+    from apps.tenants import demo
+
+    models = demo.train_demo_models()
+    original = demo.train_demo_models
+    demo.train_demo_models = lambda: models
+    yield
+    demo.train_demo_models = original
+
+
+@pytest.fixture
+def group(tenant_a, _trained):
+    with schema_context("alpha"):
+        return seed_demo_content(actor="test")
+
+
+@pytest.fixture
+def client(tenant_a, make_key, api_client, group):
+    _, key = make_key(tenant_a, scope="predict")
+    return api_client(tenant_a, key=key)
+
+
+def _row(group_id: int, request_id: str) -> dict:
+    with schema_context("alpha"), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT role, status, door, requester, input, output, member_id, feedback "
+            f"FROM inference_log_g{group_id} WHERE request_id = %s",
+            [request_id],
+        )
+        row = cursor.fetchone()
+    keys = [
+        "role",
+        "status",
+        "door",
+        "requester",
+        "input",
+        "output",
+        "member_id",
+        "feedback",
+    ]
+    out = dict(zip(keys, row, strict=True)) if row else {}
+    for k in ("input", "output", "feedback"):
+        if isinstance(out.get(k), str):
+            out[k] = json.loads(out[k])
+    return out
+
+
+def test_predict_returns_a_routed_prediction_that_is_a_row_in_the_groups_table(
+    client, group
+):
+    response = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/predict/",
+        {"inputs": demo_rows(1)[0]},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert uuid.UUID(body["request_id"]).version == 7
+    assert body["request_id"] == response["X-Request-ID"]
+    assert body["served"]["role"] in ("champion", "challenger")
+    assert body["served"]["model"] == "breast-cancer-classifier"
+    assert body["outputs"]["prediction"] in (0, 1)
+    assert set(body["outputs"]["probabilities"]) == {"0", "1"}
+    row = _row(group.pk, body["request_id"])
+    assert row["status"] == "ok" and row["door"] == "rest"
+    assert row["role"] == body["served"]["role"]
+    assert row["member_id"] == body["served"]["member_id"]
+    assert row["output"] == body["outputs"]
+    assert row["requester"].startswith("api-key:")
+
+
+def test_batch_predictions_answer_every_row(client):
+    response = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/predict/",
+        {"inputs": demo_rows(5), "routing_key": "patient-7"},
+        format="json",
+    )
+    outputs = response.json()["outputs"]
+
+    assert len(outputs) == 5
+    # Both models are good: they agree with the dataset's labels on these rows.
+    assert [o["prediction"] for o in outputs] == demo_labels(5)
+
+
+def test_missing_extra_and_mistyped_features_are_named(client, group):
+    row = demo_rows(1)[0]
+    del row["mean_radius"]
+    row["mean_texture"] = "high"
+    row["shoe_size"] = 42
+
+    response = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/predict/", {"inputs": row}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "inputs.mean_radius": ["missing"],
+        "inputs.mean_texture": ["expected a number, got str"],
+        "inputs.shoe_size": ["not a feature of this model"],
+    }
+
+
+def test_oversized_body_is_413(client):
+    with override_settings(PREDICT_MAX_BODY_BYTES=1000):
+        response = client.post(
+            f"/api/v1/groups/{DEMO_GROUP}/predict/",
+            {"inputs": demo_rows(20)},
+            format="json",
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_sticky_routing_key_keeps_its_member(client):
+    served = {
+        client.post(
+            f"/api/v1/groups/{DEMO_GROUP}/predict/",
+            {"inputs": demo_rows(1)[0], "routing_key": "user-42"},
+            format="json",
+        ).json()["served"]["member_id"]
+        for _ in range(10)
+    }
+    assert len(served) == 1
+
+
+def test_feedback_joins_by_request_id_and_reports_unknown_ids(client, group):
+    rid = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/predict/",
+        {"inputs": demo_rows(1)[0]},
+        format="json",
+    ).json()["request_id"]
+    unknown = str(uuid.UUID(int=(uuid.UUID(rid).int + 1)))
+
+    one = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/feedback/",
+        {"request_id": rid, "label": 0},
+        format="json",
+    )
+    batch = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/feedback/",
+        {
+            "items": [
+                {"request_id": rid, "label": 1},
+                {"request_id": unknown, "label": 0},
+                {"request_id": "nonsense", "value": 1.5},
+            ]
+        },
+        format="json",
+    )
+
+    assert one.status_code == 200 and one.json() == {
+        "updated": 1,
+        "unknown": [],
+        "invalid": [],
+    }
+    assert batch.status_code == 207
+    assert batch.json() == {"updated": 1, "unknown": [unknown], "invalid": ["nonsense"]}
+    assert _row(group.pk, rid)["feedback"] == {"label": 1}
+
+
+def test_predict_key_of_another_tenant_and_unknown_group_are_refused(
+    tenant_b, make_key, api_client, client
+):
+    _, other = make_key(tenant_b, scope="predict")
+    assert (
+        api_client(tenant_b, key=other)
+        .post(f"/api/v1/groups/{DEMO_GROUP}/predict/", {"inputs": {}}, format="json")
+        .status_code
+        == 404
+    )
+    assert (
+        client.post(
+            "/api/v1/groups/nope/predict/", {"inputs": {}}, format="json"
+        ).status_code
+        == 404
+    )
+
+
+def test_oip_v2_infer_as_the_spec_describes(client, group):
+    rows = demo_rows(2)
+    names = list(rows[0])
+    request = {
+        "id": "42",
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [2, len(names)],
+                "datatype": "FP64",
+                "data": [row[n] for row in rows for n in names],
+            }
+        ],
+    }
+
+    ready = client.get(f"/v2/models/{DEMO_GROUP}/ready")
+    metadata = client.get(f"/v2/models/{DEMO_GROUP}").json()
+    response = client.post(f"/v2/models/{DEMO_GROUP}/infer", request, format="json")
+
+    assert (
+        ready.status_code == 200 and client.get("/v2/health/ready").status_code == 200
+    )
+    assert metadata["name"] == DEMO_GROUP
+    assert [i["name"] for i in metadata["inputs"]] == names
+    assert {i["datatype"] for i in metadata["inputs"]} == {"FP64"}
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["model_name"] == DEMO_GROUP and body["id"] == "42"
+    predict = next(o for o in body["outputs"] if o["name"] == "predict")
+    proba = next(o for o in body["outputs"] if o["name"] == "predict_proba")
+    assert predict == {
+        "name": "predict",
+        "shape": [2],
+        "datatype": "INT64",
+        "data": demo_labels(2),
+    }
+    assert (
+        proba["shape"] == [2, 2]
+        and proba["datatype"] == "FP64"
+        and len(proba["data"]) == 4
+    )
+    row = _row(group.pk, body["parameters"]["request_id"])
+    assert row["door"] == "oip" and len(row["input"]) == 2
+
+
+def test_oip_named_feature_tensors_and_bad_shapes(client):
+    row = demo_rows(1)[0]
+    named = {
+        "inputs": [
+            {"name": n, "shape": [1], "datatype": "FP64", "data": [v]}
+            for n, v in row.items()
+        ]
+    }
+    bad = {
+        "inputs": [
+            {"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [1.0, 2.0]}
+        ]
+    }
+
+    assert client.post(f"/v2/models/{DEMO_GROUP}/infer", named, format="json").json()[
+        "outputs"
+    ][0]["data"] == demo_labels(1)
+    response = client.post(f"/v2/models/{DEMO_GROUP}/infer", bad, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "inputs.0.data": ["2 values do not fill shape [1, 3]"]
+    }
