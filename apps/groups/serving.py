@@ -239,6 +239,7 @@ def invoke_local(
 def invoke_provider(version: ServingVersion, payload: dict[str, Any]) -> dict[str, Any]:
     from apps.providers.resilience import call_provider
 
+    assert version.provider_id is not None
     provider = ProviderConfig.objects.get(pk=version.provider_id)
     request = InvokeRequest(
         model=version.external_id,
@@ -328,11 +329,12 @@ def predict(
         member = routing.choose(table, routing_key=routing_key)
     except LookupError as exc:
         raise ApplicationError(str(exc), code="no_members", status_code=409) from exc
-    if not _is_uuid7(request_id):
+    if request_id is None or not _is_uuid7(request_id):
         # The log's key must be a UUIDv7 (its time picks the partition); a caller's own
         # id of another shape is kept as client_request_id.
         client_request_id = client_request_id or request_id
         request_id = new_request_id()
+    rid: str = request_id
     base_row = {
         "client_request_id": client_request_id,
         "routing_key": routing_key,
@@ -380,7 +382,7 @@ def predict(
 
     fell_back = False
     try:
-        outputs, model_ms = attempt(member, request_id)
+        outputs, model_ms = attempt(member, rid)
     except InvocationError as exc:
         champion = table.champion
         if not (table.fallback_to_champion and member.role != "champion" and champion):
@@ -392,7 +394,7 @@ def predict(
         base_row["client_request_id"] = client_request_id or request_id
         member, fell_back = champion, True
         try:
-            outputs, model_ms = attempt(member, request_id)
+            outputs, model_ms = attempt(member, rid)
         except InvocationError as again:
             raise ApplicationError(
                 again.message, code=again.code, status_code=again.status_code
@@ -424,7 +426,7 @@ def predict(
             on_commit=False,
         )
     return Prediction(
-        request_id,
+        rid,
         route,
         member,
         route.versions[member.version_id],

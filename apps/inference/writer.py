@@ -98,7 +98,7 @@ def log_write(group_id: int, row: dict[str, Any]) -> None:
         ):
             values[index] = False
     with connection.cursor() as cursor:
-        cursor.execute(_insert_statement(current_schema(), group_id), values)
+        cursor.execute(_insert_statement(current_schema(), group_id), values)  # type: ignore[arg-type]
 
 
 def feedback_write(group_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def feedback_write(group_id: int, items: list[dict[str, Any]]) -> dict[str, Any]
                 invalid.append(rid)
                 continue
             truth = {k: item[k] for k in ("label", "value") if k in item}
-            cursor.execute(statement, [Jsonb(truth), now, rid, ts])
+            cursor.execute(statement, [Jsonb(truth), now, rid, ts])  # type: ignore[list-item]
             if cursor.rowcount:
                 updated += cursor.rowcount
             else:

@@ -234,6 +234,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django-q": {"level": env("Q_LOG_LEVEL", default="WARNING")},
+        # One line per outbound request is noise; failures surface as provider errors.
+        "httpx2": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
     },
 }
 

@@ -151,7 +151,7 @@ def _datatype(values: list[Any]) -> str:
 
 def outputs_to_tensors(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     predictions = [o["prediction"] for o in outputs]
-    tensors = [
+    tensors: list[dict[str, Any]] = [
         {
             "name": "predict",
             "shape": [len(predictions)],

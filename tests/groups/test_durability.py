@@ -1,0 +1,150 @@
+"""A killed web worker loses no acknowledged row: every 2xx prediction's request_id is
+in the group's table, because the row is committed before the answer is sent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+import psutil
+import pytest
+from django.conf import settings
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from apps.accounts.services import api_key_create
+from apps.tenants.demo import DEMO_GROUP, demo_rows, seed_demo_content
+from apps.tenants.services import tenant_create, tenant_delete
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.worker
+def test_killing_a_web_worker_loses_no_acknowledged_row(
+    django_db_setup, django_db_blocker
+):
+    with django_db_blocker.unblock():
+        tenant_create(
+            slug="durable",
+            name="Durable",
+            admin_email="a@durable.test",
+            domains=["durable.test"],
+        )
+        try:
+            with schema_context("durable"):
+                group = seed_demo_content(actor="test")
+                _, key = api_key_create(name="load", scope="predict", actor="test")
+            acknowledged, failures = _run_and_kill(key)
+            with schema_context("durable"), connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT request_id::text FROM inference_log_g{group.pk}"
+                )
+                logged = {row[0] for row in cursor.fetchall()}
+        finally:
+            tenant_delete(slug="durable")
+    assert len(acknowledged) >= 40
+    assert failures >= 1, "the kill should have cut at least one request"
+    assert acknowledged <= logged, f"lost: {sorted(acknowledged - logged)[:5]}"
+
+
+def _run_and_kill(key: str) -> tuple[set[str], int]:
+    db = connection.settings_dict
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--timeout",
+            "30",
+        ],
+        cwd=Path(settings.BASE_DIR),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    acknowledged: set[str] = set()
+    failures = 0
+    lock = threading.Lock()
+    stop = threading.Event()
+    row = demo_rows(1)[0]
+
+    def load() -> None:
+        nonlocal failures
+        with httpx2.Client(
+            timeout=10,
+            trust_env=False,
+            headers={"Host": "durable.test", "Authorization": f"Api-Key {key}"},
+        ) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post(
+                        f"http://127.0.0.1:{port}/api/v1/groups/{DEMO_GROUP}/predict/",
+                        json={"inputs": row},
+                    )
+                except httpx2.HTTPError:
+                    with lock:
+                        failures += 1
+                    time.sleep(0.05)
+                    continue
+                with lock:
+                    if response.status_code == 200:
+                        acknowledged.add(response.json()["request_id"])
+                    else:
+                        failures += 1
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for the server and its first answer
+            try:
+                httpx2.get(
+                    f"http://127.0.0.1:{port}/healthz", timeout=1, trust_env=False
+                )
+                break
+            except httpx2.HTTPError:
+                time.sleep(0.2)
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        while len(acknowledged) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for worker in psutil.Process(server.pid).children():
+            os.kill(worker.pid, signal.SIGKILL)  # mid-traffic, no goodbye
+        before = len(acknowledged)
+        while len(acknowledged) < before + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the master starts a new worker; traffic resumes
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+    finally:
+        stop.set()
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    return acknowledged, failures
