@@ -273,6 +273,24 @@ def _task_type_for(metadata: dict[str, Any]) -> str:
     return RegisteredModel.Task.OTHER
 
 
+def _check_import_input(external_id: str, model_name: str, metadata: Any) -> None:
+    """What would otherwise fail in the database or the merge below, as field errors
+    (so a batch reports the item instead of failing)."""
+    problems: dict[str, list[str]] = {}
+    if len(external_id) > 300:
+        problems["external_id"] = ["At most 300 characters."]
+    if len(model_name) > 200:
+        problems["model_name"] = ["At most 200 characters."]
+    if metadata is not None and not (
+        isinstance(metadata, dict) and isinstance(metadata.get("model_info", {}), dict)
+    ):
+        problems["metadata"] = ["Must be a JSON object (and model_info one too)."]
+    if problems:
+        raise ApplicationError(
+            "The import item is not valid.", code="invalid", fields=problems
+        )
+
+
 def model_import(
     *,
     provider: ProviderConfig,
@@ -292,6 +310,7 @@ def model_import(
             code="invalid",
             fields={"external_id": ["This field is required."]},
         )
+    _check_import_input(external_id, model_name, metadata)
     if metadata is None:
         found = discovered or DiscoveredModel(id=external_id, name=external_id)
         metadata = metadata_from_discovery(provider, found)
@@ -323,7 +342,7 @@ def model_import(
                 existing.pk,
                 existing.model.name,
             )
-        name = model_name or f"{provider.name}/{external_id}"
+        name = (model_name or f"{provider.name}/{external_id}")[:200]
         model = RegisteredModel.objects.filter(name=name).first() or model_create(
             name=name,
             actor=actor,

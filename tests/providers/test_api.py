@@ -603,14 +603,21 @@ def test_bulk_bad_input_is_400(client, body):
     assert response.json()["error"]["code"] == "invalid"
 
 
-def test_delete_of_a_provider_in_use_is_409_with_dependents(
-    tenant_a, client, monkeypatch
-):
-    # Nothing references providers yet (the registry comes later): stand in for it.
+def test_delete_of_a_provider_in_use_is_409_with_dependents(tenant_a, client):
+    from apps.registry.services import model_create, version_create
+
     provider = provider_in(tenant_a)
-    monkeypatch.setattr(
-        services, "provider_dependents", lambda provider: ["model version churn v3"]
-    )
+    with schema_context("alpha"):
+        model = model_create(name="churn", actor="test")
+        for _ in range(2):
+            version_create(model=model, source="upload", actor="test")
+        version_create(
+            model=model,
+            source="provider",
+            provider=provider,
+            external_id="gpt-4o-mini",
+            actor="test",
+        )
 
     response = client.delete(f"{URL}{provider.pk}/")
 

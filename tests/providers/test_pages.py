@@ -10,7 +10,6 @@ from django.template.defaultfilters import floatformat
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from apps.providers import services
 from apps.providers.models import ProviderConfig, ProviderUsage
 from tests.providers.helpers import (
     CANARY,
@@ -320,22 +319,27 @@ def test_delete_confirms_then_deletes(tenant_a, browser):
         assert not ProviderConfig.objects.filter(pk=provider.pk).exists()
 
 
-def test_delete_of_a_provider_in_use_is_refused(tenant_a, browser, monkeypatch):
-    # Nothing references providers yet (the registry comes later): stand in for it.
+def test_delete_of_a_provider_in_use_is_refused(tenant_a, browser):
+    from apps.registry.services import model_import
+
     provider = provider_in(tenant_a, name="busy")
-    monkeypatch.setattr(
-        services, "provider_dependents", lambda provider: ["model version churn v3"]
-    )
+    with schema_context("alpha"):
+        model_import(
+            provider=provider,
+            external_id="gpt-4o-mini",
+            model_name="churn",
+            actor="test",
+        )
     url = f"{LIST}{provider.pk}/delete/"
 
     confirm = browser.get(url).content.decode()
     refused = browser.post(url)
 
     assert "busy is in use and cannot be deleted." in confirm
-    assert "<li>model version churn v3</li>" in confirm
+    assert "<li>model version churn v1</li>" in confirm
     assert 'class="danger"' not in confirm
     assert refused.status_code == 409
-    assert "is in use by: model version churn v3" in refused.content.decode()
+    assert "is in use by: model version churn v1" in refused.content.decode()
     assert stored(tenant_a, provider.pk).name == "busy"
 
 
