@@ -3,6 +3,12 @@
 Durability: write-through. The row is committed before the prediction's response is
 sent, so a 2xx can never refer to a row that a killed web process still held in
 memory. (One INSERT per request; psycopg prepares it after a few uses.)
+
+By default the log's commit does not wait for the WAL flush
+(`INFERENCE_LOG_SYNCHRONOUS_COMMIT = "off"`, for this transaction only): a killed web
+process still loses nothing, since the row is committed in PostgreSQL; a crash of
+PostgreSQL itself could lose the last fraction of a second of log rows (at most
+3 x wal_writer_delay). Set it to "on" to wait for the flush on every request.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -97,7 +103,10 @@ def log_write(group_id: int, row: dict[str, Any]) -> None:
             "output_truncated",
         ):
             values[index] = False
-    with connection.cursor() as cursor:
+    mode = settings.INFERENCE_LOG_SYNCHRONOUS_COMMIT
+    with transaction.atomic(), connection.cursor() as cursor:
+        if mode != "on":
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute(_insert_statement(current_schema(), group_id), values)  # type: ignore[arg-type]
 
 

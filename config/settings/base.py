@@ -274,6 +274,9 @@ PROVIDER_BACKOFF_MAX = env.float("PROVIDER_BACKOFF_MAX", default=20.0)
 # Inference logs: a stored input or output above this many bytes (as JSON) is replaced
 # by a flagged preview.
 INFERENCE_MAX_PAYLOAD_BYTES = env.int("INFERENCE_MAX_PAYLOAD_BYTES", default=64 * 1024)
+# "off": the log row's commit does not wait for the WAL flush (a killed web process
+# loses nothing; a PostgreSQL crash may lose the last fraction of a second of logs).
+INFERENCE_LOG_SYNCHRONOUS_COMMIT = env("INFERENCE_LOG_SYNCHRONOUS_COMMIT", default="off")
 # Largest accepted prediction request body (413 above it).
 PREDICT_MAX_BODY_BYTES = env.int("PREDICT_MAX_BODY_BYTES", default=1024 * 1024)
 
