@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
@@ -143,7 +143,13 @@ def provider_dependents(*, provider: ProviderConfig) -> list[str]:
     """What points at this provider (model versions...), as readable labels."""
     found: list[str] = []
     for relation in provider._meta.related_objects:
-        if relation.related_model in _OWN_ROWS or not relation.one_to_many:
+        # Only rows that keep the provider from going (PROTECT) depend on it; rows that
+        # merely remember it (SET_NULL, such as transformations) do not.
+        if (
+            relation.related_model in _OWN_ROWS
+            or not relation.one_to_many
+            or relation.on_delete is not models.PROTECT
+        ):
             continue
         for obj in relation.related_model._default_manager.filter(
             **{relation.field.name: provider}

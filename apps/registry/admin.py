@@ -11,7 +11,12 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from apps.registry import services
-from apps.registry.models import ModelArtifact, ModelVersion, RegisteredModel
+from apps.registry.models import (
+    ModelArtifact,
+    ModelVersion,
+    RegisteredModel,
+    Transformation,
+)
 
 VERSION_FIELDS = (
     "model",
@@ -160,4 +165,28 @@ class ModelArtifactAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Transformation)
+class TransformationAdmin(admin.ModelAdmin):
+    """Read-only: decisions are taken on the import pages and through the API."""
+
+    list_display = (
+        "id",
+        "detected_format",
+        "engine",
+        "overall_confidence",
+        "status",
+        "target_version",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("status", "engine", "detected_format")
+    readonly_fields = [f.name for f in Transformation._meta.fields]
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False

@@ -145,3 +145,63 @@ class ModelArtifact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.format}, {self.sha256[:12]})"
+
+
+class Transformation(models.Model):
+    """One run of the metadata transformation: what came in, what was detected, what
+    came out with a confidence per field, and what a person decided."""
+
+    class Status(models.TextChoices):
+        PENDING_REVIEW = "pending_review"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+        AUTO_ACCEPTED = "auto_accepted"
+
+    class Engine(models.TextChoices):
+        DETERMINISTIC = "deterministic"
+        LLM = "llm"
+
+    input = models.JSONField(help_text="The input as received, capped in size.")
+    input_truncated = models.BooleanField(default=False)
+    detected_format = models.CharField(max_length=40)
+    engine = models.CharField(max_length=20, choices=Engine.choices)
+    provider = models.ForeignKey(
+        "providers.ProviderConfig",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    result = models.JSONField(default=dict, blank=True)
+    field_confidence = models.JSONField(default=dict, blank=True)
+    overall_confidence = models.FloatField(default=0)
+    needs_review = models.BooleanField(
+        default=True, help_text="The overall confidence was below the threshold."
+    )
+    warnings = models.JSONField(default=list, blank=True)
+    suggestions = models.JSONField(default=list, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING_REVIEW
+    )
+    target_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="transformations",
+    )
+    accepted_metadata = models.JSONField(null=True, blank=True)
+    created_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reviewed_by = models.CharField(max_length=254, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="transform_status_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"transformation {self.pk} ({self.detected_format}, {self.status})"

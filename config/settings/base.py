@@ -276,10 +276,25 @@ PROVIDER_BACKOFF_MAX = env.float("PROVIDER_BACKOFF_MAX", default=20.0)
 INFERENCE_MAX_PAYLOAD_BYTES = env.int("INFERENCE_MAX_PAYLOAD_BYTES", default=64 * 1024)
 # "off": the log row's commit does not wait for the WAL flush (a killed web process
 # loses nothing; a PostgreSQL crash may lose the last fraction of a second of logs).
-INFERENCE_LOG_SYNCHRONOUS_COMMIT = env("INFERENCE_LOG_SYNCHRONOUS_COMMIT", default="off")
+INFERENCE_LOG_SYNCHRONOUS_COMMIT = env(
+    "INFERENCE_LOG_SYNCHRONOUS_COMMIT", default="off"
+)
 # Largest accepted prediction request body (413 above it).
 PREDICT_MAX_BODY_BYTES = env.int("PREDICT_MAX_BODY_BYTES", default=1024 * 1024)
 
 # Uploaded model artifacts: largest accepted file, and loaded models kept per process.
 ARTIFACT_MAX_BYTES = env.int("ARTIFACT_MAX_BYTES", default=200 * 1024 * 1024)
 ARTIFACT_CACHE_SIZE = env.int("ARTIFACT_CACHE_SIZE", default=16)
+
+# Metadata transformation: below this overall confidence a result waits for a person;
+# size limits of accepted and stored inputs; parallel LLM calls in a batch.
+TRANSFORM_REVIEW_THRESHOLD = env.float("TRANSFORM_REVIEW_THRESHOLD", default=0.7)
+TRANSFORM_MAX_INPUT_BYTES = env.int("TRANSFORM_MAX_INPUT_BYTES", default=512 * 1024)
+TRANSFORM_STORED_INPUT_BYTES = env.int(
+    "TRANSFORM_STORED_INPUT_BYTES", default=64 * 1024
+)
+TRANSFORM_LLM_CONCURRENCY = env.int("TRANSFORM_LLM_CONCURRENCY", default=4)
+
+# Successful predictions are logged (write-through). Off only to measure what logging
+# costs (bench/bench_predict.py, issue #9 item 2); failed attempts are always logged.
+INFERENCE_LOGGING = env.bool("INFERENCE_LOGGING", default=True)
