@@ -3,11 +3,13 @@ validation -> routing -> invocation -> logging (write-through) -> shadows (queue
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.core.context import new_request_id
@@ -302,6 +304,8 @@ class Prediction:
     latency_ms: float
     model_latency_ms: float
     fell_back: bool = False
+    explanation: Any = None
+    explanation_error: str | None = None
 
 
 def predict(
@@ -313,6 +317,7 @@ def predict(
     routing_key: str | None = None,
     client_request_id: str | None = None,
     request_id: str | None = None,
+    explain: bool = False,
 ) -> Prediction:
     """Validate, route, invoke, log. Raises ApplicationError subclasses (4xx/5xx);
     every routed attempt, failed or not, is a row in the group's table."""
@@ -399,23 +404,34 @@ def predict(
             raise ApplicationError(
                 again.message, code=again.code, status_code=again.status_code
             ) from again
+    served = route.versions[member.version_id]
+    explanation, explanation_error, sampled = None, None, False
+    if served.local and explain:
+        explanation, explanation_error = _explain_inline(served, inputs)
+    elif served.local and _sampled(route):
+        sampled = True
     total_ms = (time.perf_counter() - started) * 1000
-    log_write(
-        route.group_id,
-        {
-            **base_row,
-            "request_id": request_id,
-            "member_id": member.member_id,
-            "version_id": member.version_id,
-            "role": member.role,
-            "status": "ok",
-            "error_code": "fallback" if fell_back else None,
-            "latency_ms": total_ms,
-            "model_latency_ms": model_ms,
-            "input": inputs,
-            "output": outputs,
-        },
-    )
+    if settings.INFERENCE_LOGGING:  # off only to measure logging's cost (bench #2)
+        log_write(
+            route.group_id,
+            {
+                **base_row,
+                "request_id": request_id,
+                "member_id": member.member_id,
+                "version_id": member.version_id,
+                "role": member.role,
+                "status": "ok",
+                "error_code": "fallback" if fell_back else None,
+                "latency_ms": total_ms,
+                "model_latency_ms": model_ms,
+                "input": inputs,
+                "output": outputs,
+                "explanation": explanation,
+                "explain_requested": sampled,
+            },
+        )
+    if sampled:
+        explain_soon(route.group_id)
     for shadow in table.shadows:
         tenant_async(
             shadow_invoke,
@@ -434,7 +450,43 @@ def predict(
         total_ms,
         model_ms,
         fell_back,
+        explanation,
+        explanation_error,
     )
+
+
+def _explain_inline(version: ServingVersion, inputs: Any) -> tuple[Any, str | None]:
+    """SHAP for this answer, computed now (the caller asked)."""
+    from apps.inference.explain import ExplanationUnavailable, explain_rows
+    from apps.inference.importance import importance_add
+
+    rows = inputs if isinstance(inputs, list) else [inputs]
+    try:
+        explained = explain_rows(version.id, rows)
+    except ExplanationUnavailable as exc:
+        return None, str(exc)
+    importance_add(version.id, explained)
+    return (explained if isinstance(inputs, list) else explained[0]), None
+
+
+def _sampled(route: GroupRoute) -> bool:
+    rate = float(route.traffic_config.get("explain_sample_rate") or 0)
+    return rate > 0 and random.random() < rate
+
+
+def explain_soon(group_id: int) -> None:
+    """Queue a background pass over the group's sampled rows, at most one per
+    EXPLAIN_DEBOUNCE_SECONDS per process (the pass itself is safe to run twice)."""
+    key = (current_schema(), group_id)
+    now = time.monotonic()
+    if now - _explain_queued.get(key, -1e9) < EXPLAIN_DEBOUNCE_SECONDS:
+        return
+    _explain_queued[key] = now
+    tenant_async("apps.inference.tasks.explain_pending", group_id, on_commit=False)
+
+
+_explain_queued: dict[tuple[str, int], float] = {}
+EXPLAIN_DEBOUNCE_SECONDS = 2.0
 
 
 def _is_uuid7(value: str | None) -> bool:

@@ -40,6 +40,7 @@ COLUMNS = """
     input_truncated boolean NOT NULL DEFAULT false,
     output_truncated boolean NOT NULL DEFAULT false,
     explanation jsonb,
+    explain_requested boolean NOT NULL DEFAULT false,
     feedback jsonb,
     feedback_at timestamptz,
     PRIMARY KEY (request_id, ts)
@@ -95,6 +96,11 @@ def provision(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
             _ident(schema, default_partition_name(group_id)), _ident(schema, name)
         ),
+        # Columns added after a table was first created.
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS explain_requested boolean "
+            "NOT NULL DEFAULT false"
+        ).format(_ident(schema, name)),
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (ts)").format(
             _ident(f"{name}_ts"), _ident(schema, name)
         ),

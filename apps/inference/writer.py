@@ -48,6 +48,7 @@ FIELDS = (
     "input_truncated",
     "output_truncated",
     "explanation",
+    "explain_requested",
 )
 JSON_FIELDS = {"input", "output", "explanation"}
 
@@ -101,6 +102,7 @@ def log_write(group_id: int, row: dict[str, Any]) -> None:
             "shadow",
             "input_truncated",
             "output_truncated",
+            "explain_requested",
         ):
             values[index] = False
     mode = settings.INFERENCE_LOG_SYNCHRONOUS_COMMIT

@@ -112,6 +112,8 @@ class ModelArtifact(models.Model):
         MODEL = "model"
         LABEL_MAP = "label_map"
         MODEL_CARD = "model_card"
+        # JSON rows of typical inputs, used by explainers that need a background sample.
+        BACKGROUND = "background"
         OTHER = "other"
 
     class Format(models.TextChoices):
@@ -205,3 +207,30 @@ class Transformation(models.Model):
 
     def __str__(self) -> str:
         return f"transformation {self.pk} ({self.detected_format}, {self.status})"
+
+
+class FeatureImportance(models.Model):
+    """Running global importance of a version: the sum of |SHAP| per feature over every
+    explained inference, and how many; mean |SHAP| = abs_sum / count."""
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="feature_importance"
+    )
+    feature = models.CharField(max_length=200)
+    abs_sum = models.FloatField(default=0)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["version_id", "-abs_sum"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "feature"], name="importance_feature"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version_id} {self.feature}"
+
+    @property
+    def mean_abs(self) -> float:
+        return self.abs_sum / self.count if self.count else 0.0

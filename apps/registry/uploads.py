@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from apps.registry.artifacts import (
     artifact_file_path,
     artifact_files_delete,
     artifact_load,
+    artifact_read_verified,
     artifact_store,
     feature_schema_from_model,
 )
@@ -27,6 +29,7 @@ from apps.registry.services import model_create, version_create
 EXTRA_ROLES = (
     ModelArtifact.Role.LABEL_MAP,
     ModelArtifact.Role.MODEL_CARD,
+    ModelArtifact.Role.BACKGROUND,
     ModelArtifact.Role.OTHER,
 )
 FRAMEWORKS: dict[str, str] = {
@@ -224,6 +227,9 @@ def version_upload(
                     fields={"file": ["Upload a fitted estimator or pipeline."]},
                 )
             schema = _schema_for(loaded, given, artifact.format)
+            for stored in artifacts:
+                if stored.role == ModelArtifact.Role.BACKGROUND:
+                    _check_background(stored, schema)
             training = clean_metadata.get("training") or {}
             version.input_schema = schema
             version.metadata = {
@@ -264,3 +270,28 @@ def version_upload(
         artifact_files_delete(written)
         raise
     return version
+
+
+def _check_background(artifact: ModelArtifact, schema: list[dict[str, Any]]) -> None:
+    """A background sample is a JSON list of 10-1000 rows with the model's features."""
+    from apps.groups.validation import InputError, validate_rows
+
+    try:
+        rows = json.loads(artifact_read_verified(artifact))
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list) or not 10 <= len(rows) <= 1000:
+        raise ApplicationError(
+            "A background sample is a JSON list of 10 to 1000 input rows.",
+            code="invalid",
+            fields={"background": ["10 to 1000 rows of features"]},
+        )
+    try:
+        validate_rows(schema, rows)
+    except InputError as exc:
+        first = dict(list(exc.fields.items())[:5])
+        raise ApplicationError(
+            "The background sample does not match the model's features.",
+            code="invalid",
+            fields={f"background.{k}": v for k, v in first.items()},
+        ) from exc

@@ -3,6 +3,7 @@ breast cancer dataset, registered as uploaded versions and put behind one group.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -91,6 +92,8 @@ def seed_demo_content(*, actor: Any = "command:seed_demo") -> ModelGroup:
     )
     if len(versions) < 2:
         schema = [{"name": n, "type": "number"} for n in feature_names()]
+        # A background sample for the explainers that need one (100 training rows).
+        background = json.dumps(demo_rows(100, offset=200)).encode()
         for label, estimator, metrics in train_demo_models()[len(versions) :]:
             versions.append(
                 version_upload(
@@ -100,6 +103,9 @@ def seed_demo_content(*, actor: Any = "command:seed_demo") -> ModelGroup:
                     actor=actor,
                     model_name=DEMO_MODEL,
                     input_schema=schema,
+                    extra_files=[
+                        ("background", SimpleUploadedFile("background.json", background))
+                    ],
                     metadata={
                         "description": f"{label.capitalize()} on the breast cancer dataset.",
                         "model_info": {

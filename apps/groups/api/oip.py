@@ -322,17 +322,25 @@ class InferView(APIView):
             door="oip",
             client_request_id=payload.validated_data.get("id"),
             request_id=request.request_id,  # type: ignore[attr-defined]
+            explain=bool(
+                (payload.validated_data.get("parameters") or {}).get("explain")
+            ),
         )
+        parameters: dict[str, Any] = {
+            "request_id": result.request_id,
+            "role": result.member.role,
+            "model": result.version.model_name,
+        }
+        if result.explanation is not None:
+            parameters["explanation"] = result.explanation
+        elif result.explanation_error:
+            parameters["explanation_error"] = result.explanation_error
         return Response(
             {
                 "model_name": slug,
                 "model_version": str(result.version.number),
                 "id": payload.validated_data.get("id") or result.request_id,
-                "parameters": {
-                    "request_id": result.request_id,
-                    "role": result.member.role,
-                    "model": result.version.model_name,
-                },
+                "parameters": parameters,
                 "outputs": outputs_to_tensors(result.outputs),
             }
         )

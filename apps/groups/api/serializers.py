@@ -112,6 +112,9 @@ class PredictInSerializer(serializers.Serializer):
     routing_key = serializers.CharField(
         max_length=200, required=False, allow_blank=True
     )
+    explain = serializers.BooleanField(
+        default=False, help_text="Return (and store) SHAP values for this answer."
+    )
 
     def validate_inputs(self, value: Any) -> Any:
         if not isinstance(value, dict | list):
@@ -136,6 +139,12 @@ class PredictOutSerializer(serializers.Serializer):
     served = ServedSerializer()
     outputs = serializers.JSONField()
     latency_ms = serializers.FloatField()
+    explanation = serializers.JSONField(
+        required=False,
+        help_text="When asked: {method, output_space, target, base_value, output, values}"
+        " (a list for a batch); base_value + sum(values) == output.",
+    )
+    explanation_error = serializers.CharField(required=False)
 
 
 class FeedbackItemSerializer(serializers.Serializer):

@@ -137,16 +137,20 @@ class GroupPredictView(APIView):
             requester=requester_of(request),
             door="rest",
             request_id=request.request_id,  # type: ignore[attr-defined]
+            explain=payload.validated_data["explain"],
         )
-        return Response(
-            {
-                "request_id": result.request_id,
-                "group": slug,
-                "served": served(result),
-                "outputs": result.outputs,
-                "latency_ms": round(result.latency_ms, 3),
-            }
-        )
+        body = {
+            "request_id": result.request_id,
+            "group": slug,
+            "served": served(result),
+            "outputs": result.outputs,
+            "latency_ms": round(result.latency_ms, 3),
+        }
+        if payload.validated_data["explain"]:
+            body["explanation"] = result.explanation
+            if result.explanation_error:
+                body["explanation_error"] = result.explanation_error
+        return Response(body)
 
 
 class GroupFeedbackView(APIView):
