@@ -30,12 +30,9 @@ def importance_add(version_id: int, explanations: list[dict[str, Any]]) -> None:
 
 def version_importance(version_id: int) -> list[dict[str, Any]]:
     """[{feature, mean_abs, count}] strongest first."""
-    rows = FeatureImportance.objects.filter(version_id=version_id)
-    ranked = sorted(
-        (
-            {"feature": r.feature, "mean_abs": r.mean_abs, "count": r.count}
-            for r in rows
-        ),
-        key=lambda r: -r["mean_abs"],
-    )
-    return ranked
+    rows = [
+        {"feature": r.feature, "mean_abs": r.mean_abs, "count": r.count}
+        for r in FeatureImportance.objects.filter(version_id=version_id)
+    ]
+    rows.sort(key=lambda r: float(r["mean_abs"]), reverse=True)
+    return rows
