@@ -30,9 +30,8 @@ def importance_add(version_id: int, explanations: list[dict[str, Any]]) -> None:
 
 def version_importance(version_id: int) -> list[dict[str, Any]]:
     """[{feature, mean_abs, count}] strongest first."""
-    rows = [
-        {"feature": r.feature, "mean_abs": r.mean_abs, "count": r.count}
-        for r in FeatureImportance.objects.filter(version_id=version_id)
+    found = list(FeatureImportance.objects.filter(version_id=version_id))
+    found.sort(key=lambda r: r.mean_abs, reverse=True)
+    return [
+        {"feature": r.feature, "mean_abs": r.mean_abs, "count": r.count} for r in found
     ]
-    rows.sort(key=lambda r: float(r["mean_abs"]), reverse=True)
-    return rows
