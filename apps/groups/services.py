@@ -162,6 +162,22 @@ def members_set(
             )
     if group.status == ModelGroup.Status.ACTIVE:
         validate_weights(members)
+    # What no group may hold, draft or not: named here, not left to a constraint (500).
+    champions = [
+        m for m in members if m["role"] == "champion" and m.get("active", True)
+    ]
+    if len(champions) > 1:
+        raise ApplicationError(
+            f"A group has one active champion, not {len(champions)}.",
+            code="invalid",
+            fields={"members": [f"{len(champions)} active champions"]},
+        )
+    if any(m["role"] == "shadow" and int(m.get("weight", 0)) for m in members):
+        raise ApplicationError(
+            "Shadow members take no weight.",
+            code="invalid",
+            fields={"members": ["shadow members take no weight"]},
+        )
     existing = {m.version_id: m for m in group.members.all()}
     keep = set(versions)
     Membership.objects.filter(group=group).exclude(version_id__in=keep).delete()

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from apps.accounts.decorators import role_required
 from apps.accounts.roles import Role
 from apps.core.errors import ApplicationError
+from apps.inference.importance import version_importance
 from apps.providers import services as provider_services
 from apps.providers.connectors.base import DiscoveredModel
 from apps.providers.models import ProviderConfig
@@ -260,7 +261,19 @@ def version_sections(version: ModelVersion) -> dict[str, Any]:
     ]
     input_schema = version.input_schema or metadata.get("input_schema") or []
     output_schema = version.output_schema or metadata.get("output_schema") or {}
+    observed = version_importance(version.pk)[:15]
+    top = max((r["mean_abs"] for r in observed), default=0) or 1
+    observed_bars = [
+        {
+            "name": r["feature"],
+            "value": round(r["mean_abs"], 6),
+            "percent": round(r["mean_abs"] / top * 100, 1),
+            "count": r["count"],
+        }
+        for r in observed
+    ]
     return {
+        "observed_importance": observed_bars,
         "info": _labelled(info, INFO_LABELS),
         "training": _labelled(training, TRAINING_LABELS),
         "metrics": cards,

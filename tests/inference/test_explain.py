@@ -200,3 +200,23 @@ def test_background_sample_rate_is_honoured_and_sampled_rows_get_explained(
         assert item["base_value"] + sum(item["values"].values()) == pytest.approx(
             item["output"]
         )
+
+
+def test_importance_is_served_by_the_api_and_shown_on_the_model_page(
+    demo_group, make_key, make_user, tenant_a, api_client, page_client
+):
+    _, key = make_key(tenant_a, scope="manage")
+    client = api_client(tenant_a, key=key)
+    body = client.post(
+        "/api/v1/groups/breast-cancer/predict/",
+        {"inputs": demo_rows(1)[0], "explain": True}, format="json",
+    ).json()
+    version_id = body["served"]["version_id"]
+
+    ranked = client.get(f"/api/v1/models/versions/{version_id}/importance/").json()
+    page = page_client(tenant_a, make_user(tenant_a, "viewer")).get(
+        "/models/breast-cancer-classifier/").content.decode()
+
+    assert [r["count"] for r in ranked] == [1] * 30
+    assert ranked[0]["mean_abs"] >= ranked[-1]["mean_abs"]
+    assert "Observed importance" in page and ranked[0]["feature"] in page

@@ -84,7 +84,7 @@ class GroupViewSet(
         group = services.group_create(actor=self.request.user, **data)
         if members:
             services.members_set(group=group, members=members, actor=self.request.user)
-        serializer.instance = group
+        serializer.instance = self.get_queryset().get(pk=group.pk)
 
     def perform_update(self, serializer: Any) -> None:
         serializer.instance = services.group_update(

@@ -5,6 +5,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from apps.registry.api import model_views as views
+from apps.registry.api.importance_views import VersionImportanceView
 
 versions = SimpleRouter()
 versions.register("versions", views.ModelVersionViewSet, basename="model-version")
@@ -23,6 +24,11 @@ urlpatterns = [
         "import/validate/",
         views.ImportValidateView.as_view(),
         name="model-import-validate",
+    ),
+    path(
+        "versions/<int:pk>/importance/",
+        VersionImportanceView.as_view(),
+        name="model-version-importance",
     ),
     *versions.urls,
     path(
