@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from apps.groups.models import ModelGroup
 from apps.groups.services import group_create, group_set_status, members_set
 from apps.registry.models import ModelVersion, RegisteredModel
+from apps.registry.services import version_set_status
 
 DEMO_MODEL = "breast-cancer-classifier"
 DEMO_GROUP = "breast-cancer"
@@ -104,7 +105,10 @@ def seed_demo_content(*, actor: Any = "command:seed_demo") -> ModelGroup:
                     model_name=DEMO_MODEL,
                     input_schema=schema,
                     extra_files=[
-                        ("background", SimpleUploadedFile("background.json", background))
+                        (
+                            "background",
+                            SimpleUploadedFile("background.json", background),
+                        )
                     ],
                     metadata={
                         "description": f"{label.capitalize()} on the breast cancer dataset.",
@@ -132,7 +136,7 @@ def seed_demo_content(*, actor: Any = "command:seed_demo") -> ModelGroup:
             description="Logistic regression (champion) against gradient boosting.",
             hypothesis="Gradient boosting is at least as accurate as the linear baseline.",
             primary_metric="accuracy",
-            traffic_config={"sticky": True},
+            traffic_config={"sticky": True, "explain_sample_rate": 0.2},
         )
         members_set(
             group=group,
@@ -142,6 +146,9 @@ def seed_demo_content(*, actor: Any = "command:seed_demo") -> ModelGroup:
                 {"version_id": versions[1].pk, "role": "challenger", "weight": 20},
             ],
         )
+    for version in versions:
+        if version.status != ModelVersion.Status.ACTIVE:
+            version_set_status(version=version, status="active", actor=actor)
     if group.status != ModelGroup.Status.ACTIVE:
         group = group_set_status(group=group, status="active", actor=actor)
     return group

@@ -45,6 +45,12 @@ class TrafficConfigSerializer(serializers.Serializer):
     sticky = serializers.BooleanField(default=False)
     fallback_to_champion = serializers.BooleanField(default=False)
     canary = CanarySerializer(required=False)
+    explain_sample_rate = serializers.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        help_text="Share of answers explained (SHAP) in the background.",
+    )
 
 
 class GroupSerializer(serializers.ModelSerializer):
