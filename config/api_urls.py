@@ -17,6 +17,7 @@ router.register("groups", GroupViewSet, basename="group")
 urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("models/", include("apps.registry.api.urls")),
+    path("", include("apps.inference.api.archive_urls")),
     path(
         "groups/<slug:slug>/predict/", GroupPredictView.as_view(), name="group-predict"
     ),

@@ -49,6 +49,7 @@ urlpatterns = [
     path("settings/providers/", include(provider_patterns)),
     path("models/", include("apps.registry.urls")),
     path("groups/", include("apps.groups.page_urls")),
+    path("", include("apps.inference.archive_page_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

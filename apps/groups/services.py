@@ -83,6 +83,10 @@ def group_create(*, name: str, actor: Any, slug: str = "", **fields: Any) -> Mod
         raise ConflictError(
             "A group with this name or slug exists.", fields={"slug": ["taken"]}
         )
+    if "retention_days" not in fields:
+        from apps.inference.retention import default_retention_days
+
+        fields["retention_days"] = default_retention_days()
     group = ModelGroup.objects.create(
         name=name, slug=slug, created_by=str(actor)[:254], **fields
     )

@@ -118,6 +118,7 @@ def provision(
     return name
 
 
+@transaction.atomic
 def ensure_partitions(
     group_id: int, *, today: date | None = None, ahead: int = PARTITIONS_AHEAD
 ) -> list[str]:
