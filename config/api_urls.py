@@ -18,6 +18,7 @@ urlpatterns = [
     path("me/", MeView.as_view(), name="me"),
     path("models/", include("apps.registry.api.urls")),
     path("", include("apps.inference.api.archive_urls")),
+    path("", include("apps.inference.api.browser_urls")),
     path(
         "groups/<slug:slug>/predict/", GroupPredictView.as_view(), name="group-predict"
     ),

@@ -50,6 +50,7 @@ urlpatterns = [
     path("models/", include("apps.registry.urls")),
     path("groups/", include("apps.groups.page_urls")),
     path("", include("apps.inference.archive_page_urls")),
+    path("inference/", include("apps.inference.page_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
