@@ -41,6 +41,8 @@ def user_role(user: Any) -> Role | None:
         or not user.is_active
     ):
         return None
+    if not hasattr(user, "groups"):  # an API-key principal: it has a scope, not a role
+        return None
     if user.is_superuser:
         return Role.ADMIN
     cached: Role | bool | None = getattr(user, "_modelhub_role", False)
