@@ -209,13 +209,17 @@ def test_importance_is_served_by_the_api_and_shown_on_the_model_page(
     client = api_client(tenant_a, key=key)
     body = client.post(
         "/api/v1/groups/breast-cancer/predict/",
-        {"inputs": demo_rows(1)[0], "explain": True}, format="json",
+        {"inputs": demo_rows(1)[0], "explain": True},
+        format="json",
     ).json()
     version_id = body["served"]["version_id"]
 
     ranked = client.get(f"/api/v1/models/versions/{version_id}/importance/").json()
-    page = page_client(tenant_a, make_user(tenant_a, "viewer")).get(
-        "/models/breast-cancer-classifier/").content.decode()
+    page = (
+        page_client(tenant_a, make_user(tenant_a, "viewer"))
+        .get("/models/breast-cancer-classifier/")
+        .content.decode()
+    )
 
     assert [r["count"] for r in ranked] == [1] * 30
     assert ranked[0]["mean_abs"] >= ranked[-1]["mean_abs"]
