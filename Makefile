@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_SETTINGS := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: help install run test test-slow lint fmt typecheck check-migrations schema db-start db-stop db-status migrate seed clean
+.PHONY: help install run serve test test-slow lint fmt typecheck check-migrations schema db-start db-stop db-status migrate seed clean
 
 help:
 	@echo "make run         set up, start the embedded database, migrate, seed demo, serve web + worker"
 	@echo "make test        set up and run lint, migration and schema checks, and the test suite"
 	@echo "make test-slow   the slow reliability tests"
+	@echo "make serve       production settings: gunicorn + worker (ENV_FILE=... for the variables)"
 	@echo "make db-start | db-stop | db-status   the embedded PostgreSQL in .pgdata/"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,21 @@ seed: migrate
 
 run: $(STAMP) .env
 	$(PY) manage.py rundev
+
+PROM_DIR ?= var/prometheus
+PROD := DJANGO_SETTINGS_MODULE=config.settings.production
+
+# make serve [ENV_FILE=/etc/modelhub.env]: gunicorn + qcluster, production settings
+serve: $(STAMP) db-start
+	@set -a; if [ -n "$(ENV_FILE)" ]; then . "$(ENV_FILE)"; fi; set +a; \
+	export $(PROD) PROMETHEUS_MULTIPROC_DIR="$(abspath $(PROM_DIR))"; \
+	$(PY) manage.py migrate_schemas --noinput && \
+	$(PY) manage.py collectstatic --noinput -v 0 && \
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && \
+	{ $(PY) manage.py qcluster & Q=$$!; \
+	  $(VENV)/bin/gunicorn -c config/gunicorn.conf.py & G=$$!; \
+	  trap 'kill -TERM $$G $$Q 2>/dev/null' INT TERM; \
+	  wait $$G; kill -TERM $$Q 2>/dev/null; wait $$Q; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,8 +1,9 @@
-"""Request id, health probes and tenant log context."""
+"""Request id, health probes, metrics and tenant log context."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from django.db import DatabaseError, connection
@@ -76,6 +77,24 @@ class HealthMiddleware:
                 status=200 if ok else 503,
             )
         return self.get_response(request)
+
+
+class MetricsMiddleware:
+    """Answers `/metrics` on any host (before tenant resolution, like the probes) and
+    times every other request by tenant and route."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from apps.core import metrics
+
+        if request.path == "/metrics":
+            return metrics.metrics_response(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        metrics.http_observe(request, response, time.perf_counter() - started)
+        return response
 
 
 class TenantLogContextMiddleware:

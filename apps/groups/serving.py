@@ -15,11 +15,11 @@ from django.utils import timezone
 from apps.core.context import new_request_id
 from apps.core.db import current_schema
 from apps.core.errors import ApplicationError, NotFoundError
+from apps.core.metrics import counted_log_write as log_write  # counts for /metrics
 from apps.core.tasks import tenant_async
 from apps.groups import routing
 from apps.groups.models import Membership, ModelGroup
 from apps.groups.validation import InputError, validate_rows
-from apps.inference.writer import log_write
 from apps.providers.connectors.base import InvokeRequest
 from apps.providers.errors import ProviderError
 from apps.providers.models import ProviderConfig

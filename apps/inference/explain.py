@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from apps.core.db import current_schema
+from apps.core.metrics import timed_explanation
 
 FEATUREWISE_STEPS = {"StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler"}
 TREE_MODELS = {
@@ -254,6 +255,7 @@ def explainer_for_version(version_id: int) -> VersionExplainer:
     return built
 
 
+@timed_explanation
 def explain_rows(version_id: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from apps.groups.serving import _matrix
     from apps.registry.models import ModelVersion

@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from apps.core.metrics import provider_call
 from apps.providers.connectors import connector_class
 from apps.providers.connectors.base import Connector, InvokeResult, ProviderSettings
 from apps.providers.errors import ProviderError
@@ -203,6 +204,7 @@ def call_provider(
             latency = (time.perf_counter() - started) * 1000
             record_usage(provider, latency_ms=latency, error=True)
             error = _scrub(exc, secret)
+            provider_call(provider, error.code)
             last_try = attempt == total - 1
             too_long = (error.retry_after or 0) > settings.PROVIDER_BACKOFF_MAX
             if error.retryable and not last_try and not too_long:
@@ -222,5 +224,6 @@ def call_provider(
             tokens_out=tokens_out,
         )
         _breaker_record(provider, failed=False)
+        provider_call(provider, "ok")
         return result
     raise AssertionError("unreachable")  # pragma: no cover

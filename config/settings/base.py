@@ -73,6 +73,7 @@ TENANT_DOMAIN_SUFFIX = env("TENANT_DOMAIN_SUFFIX", default="localhost")
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.HealthMiddleware",
+    "apps.core.middleware.MetricsMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
     "apps.core.middleware.TenantLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -299,3 +300,8 @@ TRANSFORM_LLM_CONCURRENCY = env.int("TRANSFORM_LLM_CONCURRENCY", default=4)
 # Successful predictions are logged (write-through). Off only to measure what logging
 # costs (bench/bench_predict.py, issue #9 item 2); failed attempts are always logged.
 INFERENCE_LOGGING = env.bool("INFERENCE_LOGGING", default=True)
+
+# /metrics (Prometheus): off unless a bearer token or source networks are set. The
+# scrape with neither `?tenant=` sees every tenant; `?tenant=<slug>` only that one.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
