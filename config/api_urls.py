@@ -19,6 +19,7 @@ urlpatterns = [
     path("models/", include("apps.registry.api.urls")),
     path("", include("apps.inference.api.archive_urls")),
     path("", include("apps.inference.api.browser_urls")),
+    path("", include("apps.groups.api.analytics_urls")),
     path(
         "groups/<slug:slug>/predict/", GroupPredictView.as_view(), name="group-predict"
     ),

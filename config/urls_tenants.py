@@ -49,6 +49,7 @@ urlpatterns = [
     path("settings/providers/", include(provider_patterns)),
     path("models/", include("apps.registry.urls")),
     path("groups/", include("apps.groups.page_urls")),
+    path("groups/", include("apps.groups.analytics_page_urls")),
     path("", include("apps.inference.archive_page_urls")),
     path("inference/", include("apps.inference.page_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

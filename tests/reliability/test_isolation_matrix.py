@@ -111,6 +111,12 @@ KNOWN_ROUTES = {
     "openai-chat",
     "schema",
     "api-docs",
+    "analytics:comparison",
+    "analytics:promote",
+    "api:group-comparison",
+    "api:group-promote",
+    "api:group-promotions",
+    "api:group-promotion-rules-evaluate",
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 MARKER = "zq9-beta-secret"  # in every name/description of B's objects
