@@ -102,6 +102,27 @@ def _pair_metric(metric: str, pairs: list[Any]) -> stats.Estimate:
     return stats.auc([p[0] for p in scored], [p[2] for p in scored])
 
 
+def _pair_value(metric: str, pairs: list[Any], positive: Any) -> float | None:
+    """The metric's point value on labelled pairs (no confidence interval)."""
+    if metric == "rmse":
+        reg = [p[3] for p in pairs if p[3] is not None]
+        if not reg:
+            return None
+        return math.sqrt(sum((v - p) ** 2 for v, p in reg) / len(reg))
+    cls = [p for p in pairs if p[0] is not None]
+    y_true, y_pred = [p[0] for p in cls], [p[1] for p in cls]
+    tp, fp, fn = stats._confusion(y_true, y_pred, positive)
+    if metric == "precision":
+        return tp / (tp + fp) if tp + fp else None
+    if metric == "recall":
+        return tp / (tp + fn) if tp + fn else None
+    if metric == "f1":
+        return stats._f1_value(y_true, y_pred, positive)
+    scored = [p for p in cls if p[2] is not None]
+    value = stats.auc_value([p[0] for p in scored], [p[2] for p in scored], positive)
+    return None if math.isnan(value) else value
+
+
 def _rollup_metric(metric: str, kpi: dict[str, Any]) -> stats.Estimate:
     if metric == "accuracy":
         return stats.wilson_interval(kpi["correct"], kpi["labelled"])
@@ -155,8 +176,13 @@ def _compare(
             pairs.get(challenger["member_id"], []),
         )
 
+        positive_class = stats._positive([p[0] for p in pa + pb if p[0] is not None])
+
         def stat_of(rows: list[Any]) -> Any:
-            return lambda idx: _pair_metric(metric, [rows[i] for i in idx]).value
+            # Point values only: a resample needs no interval of its own.
+            return lambda idx: _pair_value(
+                metric, [rows[i] for i in idx], positive_class
+            )
 
         if metric in ("precision", "recall"):
             positive = stats._positive([p[0] for p in pa + pb if p[0] is not None])
