@@ -117,6 +117,18 @@ KNOWN_ROUTES = {
     "api:group-promote",
     "api:group-promotions",
     "api:group-promotion-rules-evaluate",
+    "jobs:job-list",
+    "jobs:job-new",
+    "jobs:job-detail",
+    "jobs:job-cancel",
+    "jobs:job-retry",
+    "api:dataset-list",
+    "api:dataset-detail",
+    "api:job-list",
+    "api:job-detail",
+    "api:job-cancel",
+    "api:job-events",
+    "api:job-retry",
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 MARKER = "zq9-beta-secret"  # in every name/description of B's objects
@@ -159,6 +171,10 @@ def _concrete(template: str, ids: dict[str, Any]) -> str:
     if re.search(r"<int:pk>|\(\?P<pk>[^)]*\)", path):
         if "providers/" in path:
             key = "provider"
+        elif "datasets/" in path:
+            key = "dataset"
+        elif path.startswith(("jobs/", "api/v1/jobs/")) or "/jobs/" in path:
+            key = "job"
         elif "transform/" in path or "import/" in path:
             key = "transformation"
         elif "audit-events/" in path:
@@ -227,6 +243,19 @@ def beta_world(tenant_b, make_key):
             actor="t",
         )
         key, _ = make_key(tenant_b, name="beta-key")
+        from apps.jobs.datasets import dataset_create
+        from apps.jobs.services import job_create
+
+        rows = "a,b,label\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40))
+        dataset = dataset_create(
+            file=SimpleUploadedFile("d.csv", rows.encode()), actor="t", name=MARKER
+        )
+        job, _ = job_create(
+            actor="t",
+            dataset=dataset,
+            submit=False,
+            config={"target": "label", "algorithm": "logistic_regression"},
+        )
         return {
             "provider": provider.pk,
             "version": version.pk,
@@ -240,6 +269,8 @@ def beta_world(tenant_b, make_key):
             "transformation": Transformation.objects.order_by("-id").first().pk,
             "day": "2026-01-01",
             "oip_version": "1",
+            "dataset": dataset.pk,
+            "job": job.pk,
         }
 
 
