@@ -6,12 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_SETTINGS := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: help install run serve test test-slow lint fmt typecheck check-migrations schema db-start db-stop db-status migrate seed clean
+.PHONY: help install run serve bench bench-quick test test-slow lint fmt typecheck check-migrations schema db-start db-stop db-status migrate seed clean
 
 help:
 	@echo "make run         set up, start the embedded database, migrate, seed demo, serve web + worker"
 	@echo "make test        set up and run lint, migration and schema checks, and the test suite"
 	@echo "make test-slow   the slow reliability tests"
+	@echo "make bench       benchmarks against same-run baselines (7-9 min), bench/results/latest.json"
+	@echo "make bench-quick the short version (under 2 min)"
 	@echo "make serve       production settings: gunicorn + worker (ENV_FILE=... for the variables)"
 	@echo "make db-start | db-stop | db-status   the embedded PostgreSQL in .pgdata/"
 
@@ -58,6 +60,13 @@ serve: $(STAMP) db-start
 	  $(VENV)/bin/gunicorn -c config/gunicorn.conf.py & G=$$!; \
 	  trap 'kill -TERM $$G $$Q 2>/dev/null' INT TERM; \
 	  wait $$G; kill -TERM $$Q 2>/dev/null; wait $$Q; }
+
+# Both create and drop the database modelhub_bench on the project's PostgreSQL.
+bench: $(STAMP) db-start
+	$(PY) bench/run.py
+
+bench-quick: $(STAMP) db-start
+	$(PY) bench/run.py --quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

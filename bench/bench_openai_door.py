@@ -1,0 +1,172 @@
+"""Item 9 of issue #9: the OpenAI-compatible door with a local fake provider, against
+the fake provider called directly.
+
+A fake OpenAI server (http.server, HTTP/1.1 keep-alive, a fixed chat.completion) runs
+in a thread of this process. The `bench-llm` group's provider points at it. In
+alternating rounds, the official openai SDK (the same client settings) calls
+  direct  the fake server:                 POST <fake>/v1/chat/completions
+  door    ModelHub's door on gunicorn:     POST /openai/v1/chat/completions
+          (authenticate, validate, route, call the provider through the connector,
+          log the row, answer in chat.completion shape)
+one call at a time. Added p50 = median over rounds of (door p50 - direct p50).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness as h
+
+SECTION = "openai_door"
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1764201600,
+        "model": "fake-gpt",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "benign."},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+    }
+).encode()
+
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    + f"Content-Length: {len(COMPLETION)}\r\n\r\n".encode()
+    + COMPLETION
+)
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # One write per answer and no Nagle: otherwise a delayed ACK adds ~40 ms to
+    # every call and hides everything the door does.
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.wfile.write(RESPONSE)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def main() -> None:
+    args = h.parse_args(__doc__ or "")
+    state = h.prepare(fresh=args.fresh)
+    # Calls per variant and round, or these seconds, whichever ends first.
+    calls, seconds = (40, 1.0) if args.quick else (150, 6.0)
+
+    fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    fake.daemon_threads = True
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    fake_url = f"http://127.0.0.1:{fake.server_address[1]}/v1"
+
+    h.django_setup(state)
+    from django_tenants.utils import schema_context
+
+    from apps.providers.models import ProviderConfig
+    from apps.providers.services import provider_update
+
+    with schema_context(h.TENANT):
+        provider_update(
+            provider=ProviderConfig.objects.get(pk=state["provider_id"]),
+            actor="bench",
+            base_url=fake_url,
+        )
+
+    import httpx2
+    import openai
+
+    messages = [{"role": "user", "content": "Is this tumour benign?"}]
+
+    def client(base_url: str, key: str) -> openai.OpenAI:
+        return openai.OpenAI(
+            api_key=key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=30,
+            http_client=httpx2.Client(trust_env=False, timeout=30),
+        )
+
+    with h.Server(state, name="openai") as srv:
+        direct = client(fake_url, "sk-bench-fake-000000")
+        door = client(f"http://127.0.0.1:{srv.port}/openai/v1", state["api_key"])
+
+        def run(c: openai.OpenAI, model: str) -> dict[str, float]:
+            latencies: list[float] = []
+            started = time.perf_counter()
+            while len(latencies) < calls and time.perf_counter() - started < seconds:
+                t0 = time.perf_counter()
+                answer = c.chat.completions.create(model=model, messages=messages)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                assert answer.choices[0].message.content == "benign."
+            return {
+                "p50_ms": h.percentile(latencies, 50),
+                "p99_ms": h.percentile(latencies, 99),
+                "calls": float(len(latencies)),
+            }
+
+        def warmup() -> None:
+            for _ in range(10):
+                direct.chat.completions.create(model="fake-gpt", messages=messages)
+                door.chat.completions.create(
+                    model=state["llm_group"], messages=messages
+                )
+
+        results = h.ab_rounds(
+            {
+                "direct": lambda: run(direct, "fake-gpt"),
+                "door": lambda: run(door, state["llm_group"]),
+            },
+            warmup=warmup,
+            label="openai door",
+        )
+        direct.close()
+        door.close()
+    fake.shutdown()
+
+    added = statistics.median(
+        b["p50_ms"] - a["p50_ms"]
+        for a, b in zip(
+            results["direct"]["rounds"], results["door"]["rounds"], strict=True
+        )
+    )
+    d, m = results["direct"]["median"], results["door"]["median"]
+    out = [
+        h.Row(
+            id="9",
+            what="OpenAI door, fake provider, c=1",
+            baseline=f"direct p50 {d['p50_ms']:.2f} / p99 {d['p99_ms']:.2f} ms",
+            measured=f"p50 {m['p50_ms']:.2f} / p99 {m['p99_ms']:.2f} ms",
+            delta=f"+{added:.2f} ms p50",
+            goal="added p50 <= 1 ms",
+            passed=added <= 1.0,
+            data={"added_p50_ms": added},
+        )
+    ]
+    h.result_write(
+        SECTION,
+        out,
+        {"quick": args.quick, "calls": calls, "seconds": seconds, "results": results},
+    )
+    print(h.table(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Items 1 and 2 of issue #9: the predict endpoint against a bare Django view, and
+logging's cost, at concurrency 1 and 8.
+
+Two gunicorn servers (config.settings.bench, 2 workers x 4 threads each) run side by
+side on loopback: `log` is production as shipped, `nolog` the same with
+INFERENCE_LOGGING=false. Rounds alternate between
+  bare     POST /bench/bare-predict/ on `log`: the same model, nothing around it
+  predict  POST /api/v1/groups/breast-cancer/predict/ on `log`
+  nolog    the same request on `nolog`
+Both predict variants carry a routing key that the sticky group sends to its champion,
+and the bare view loads that champion's version: all three run the same model on the
+same rows. Differences and ratios are paired per round, then the median is taken.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness as h
+
+SECTION = "predict"
+
+
+def paired(results: dict[str, Any], a: str, b: str, metric: str, op: str) -> float:
+    """Median over rounds of (b - a) or (b / a) for one metric."""
+    values = []
+    for ra, rb in zip(results[a]["rounds"], results[b]["rounds"], strict=True):
+        x, y = ra[metric], rb[metric]
+        values.append(y - x if op == "diff" else (y / x if x else 0.0))
+    return statistics.median(values)
+
+
+def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[str]]:
+    """The SQL each variant sends per request, counted in-process with Django's test
+    client (gunicorn adds one `SELECT 1` health check per request to both)."""
+    import json
+
+    h.django_setup(state)
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HOST=h.HOST)
+    calls = {
+        "bare": (f"/bench/bare-predict/?version={state['version_id']}", {}, {}),
+        "predict": (
+            f"/api/v1/groups/{state['group']}/predict/",
+            {"routing_key": state["routing_key"]},
+            {"HTTP_AUTHORIZATION": f"Api-Key {state['api_key']}"},
+        ),
+    }
+    out = {}
+    for name, (path, extra, headers) in calls.items():
+        body = json.dumps({"inputs": row, **extra})
+        for _ in range(3):  # caches warm, as under load
+            with CaptureQueriesContext(connection) as captured:
+                response = client.post(
+                    path, body, content_type="application/json", **headers
+                )
+            assert response.status_code == 200, response.content[:300]
+        out[name] = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]
+    connection.close()
+    return out
+
+
+def main() -> None:
+    args = h.parse_args(__doc__ or "")
+    state = h.prepare(fresh=args.fresh)
+    quick = args.quick
+    # (requests, seconds) per variant and round, whichever ends first
+    per_round = (
+        {1: (300, 0.5), 8: (800, 0.5)} if quick else {1: (1500, 2), 8: (3000, 2)}
+    )
+    # This machine is shared: more, shorter rounds make the paired medians steadier.
+    rounds = h.ROUNDS if quick else 7
+    warm = 100 if quick else 600
+
+    rows = h.demo_rows(50)
+    auth = {"Authorization": f"Api-Key {state['api_key']}"}
+    predict_path = f"/api/v1/groups/{state['group']}/predict/"
+    predict_reqs = [
+        h.http_request(
+            predict_path,
+            {"inputs": r, "routing_key": state["routing_key"]},
+            headers=auth,
+        )
+        for r in rows
+    ]
+    bare_reqs = [
+        h.http_request(
+            f"/bench/bare-predict/?version={state['version_id']}", {"inputs": r}
+        )
+        for r in rows
+    ]
+
+    log_srv = h.Server(state, name="log").start()
+    nolog_srv = h.Server(state, name="nolog", env={"INFERENCE_LOGGING": "false"})
+    nolog_srv.start()
+    try:
+        sql = statements(state, rows[0])  # while the servers boot
+    except BaseException:
+        log_srv.stop()
+        nolog_srv.stop()
+        raise
+    out: list[h.Row] = [
+        h.Row(
+            id="1 ctx",
+            what="SQL statements per request",
+            baseline=f"bare view {len(sql['bare'])}",
+            measured=f"predict {len(sql['predict'])}",
+            delta=f"+{len(sql['predict']) - len(sql['bare'])} round trips",
+            goal="(context)",
+            passed=None,
+            data=sql,
+        )
+    ]
+    meta: dict[str, Any] = {"quick": quick, "per_round": per_round, "rounds": rounds}
+    with log_srv, nolog_srv:
+        meta["server"] = (
+            f"gunicorn gthread, {log_srv.workers} workers x {log_srv.threads} threads"
+        )
+        # The first answer of a fresh worker: it opens its database connection and
+        # loads the model (what every recycled worker's first caller waits for).
+        cold = h.http_load(
+            log_srv.port, predict_reqs[0], concurrency=1, requests=1, seconds=60
+        )
+        if cold.errors:
+            raise RuntimeError(f"first request failed: {cold.statuses} {cold.sample!r}")
+        cold_ms = cold.latencies_ms[0]
+
+        def warmup() -> None:
+            # Every worker loads the model and opens its database connection.
+            for srv, reqs in (
+                (log_srv, bare_reqs),
+                (log_srv, predict_reqs),
+                (nolog_srv, predict_reqs),
+            ):
+                result = h.http_load(
+                    srv.port, reqs, concurrency=8, requests=warm, seconds=60
+                )
+                if result.errors:
+                    raise RuntimeError(
+                        f"warm-up failed: {result.statuses} {result.sample[:300]!r}"
+                    )
+
+        for concurrency in (1, 8):
+            count, seconds = per_round[concurrency]
+
+            def run(
+                srv: h.Server,
+                reqs: list[bytes],
+                c: int = concurrency,
+                n: int = count,
+                s: float = seconds,
+            ) -> dict[str, float]:
+                result = h.http_load(
+                    srv.port, reqs, concurrency=c, requests=n, seconds=s
+                )
+                if result.errors:
+                    raise RuntimeError(
+                        f"errors: {result.statuses} {result.sample[:300]!r}"
+                    )
+                return result.metrics()
+
+            results = h.ab_rounds(
+                {
+                    "bare": lambda: run(log_srv, bare_reqs),
+                    "predict": lambda: run(log_srv, predict_reqs),
+                    "nolog": lambda: run(nolog_srv, predict_reqs),
+                },
+                rounds=rounds,
+                warmup=warmup if concurrency == 1 else None,
+                label=f"predict c={concurrency}",
+            )
+            meta[f"c{concurrency}"] = results
+            if concurrency == 1:
+                steady = results["predict"]["median"]["p50_ms"]
+                out.append(
+                    h.Row(
+                        id="1 ctx",
+                        what="first answer of a fresh worker",
+                        baseline=f"steady p50 {steady:.2f} ms",
+                        measured=f"{cold_ms:,.0f} ms",
+                        delta=f"+{cold_ms - steady:,.0f} ms",
+                        goal="(context: loads the model)",
+                        passed=None,
+                        data={"cold_ms": cold_ms},
+                    )
+                )
+            bare, pred, nolog = (
+                results[k]["median"] for k in ("bare", "predict", "nolog")
+            )
+            add50 = paired(results, "bare", "predict", "p50_ms", "diff")
+            add99 = paired(results, "bare", "predict", "p99_ms", "diff")
+            share = paired(results, "bare", "predict", "rps", "ratio")
+            out.append(
+                h.Row(
+                    id=f"1 c={concurrency}",
+                    what=f"predict latency, c={concurrency}",
+                    baseline=f"bare view p50 {bare['p50_ms']:.2f} / p99 {bare['p99_ms']:.2f} ms",
+                    measured=f"p50 {pred['p50_ms']:.2f} / p99 {pred['p99_ms']:.2f} ms",
+                    delta=f"+{add50:.2f} / +{add99:.2f} ms",
+                    goal="added p50 <= 0.5 ms, p99 <= 2 ms",
+                    passed=add50 <= 0.5 and add99 <= 2.0,
+                    data={"added_p50_ms": add50, "added_p99_ms": add99},
+                )
+            )
+            out.append(
+                h.Row(
+                    id=f"1 c={concurrency}",
+                    what=f"predict throughput, c={concurrency}",
+                    baseline=f"bare view {h.fmt_rps(bare['rps'])}",
+                    measured=h.fmt_rps(pred["rps"]),
+                    delta=f"{share:.0%} of bare",
+                    goal=">= 70 % of bare",
+                    passed=share >= 0.70,
+                    data={"throughput_ratio": share},
+                )
+            )
+            loss = 1 - paired(results, "nolog", "predict", "rps", "ratio")
+            log99 = paired(results, "nolog", "predict", "p99_ms", "diff")
+            out.append(
+                h.Row(
+                    id=f"2 c={concurrency}",
+                    what=f"logging cost, c={concurrency}",
+                    baseline=(
+                        f"logging off {h.fmt_rps(nolog['rps'])}, p99 {nolog['p99_ms']:.2f} ms"
+                    ),
+                    measured=f"{h.fmt_rps(pred['rps'])}, p99 {pred['p99_ms']:.2f} ms",
+                    delta=f"-{loss:.1%} rps, {log99:+.2f} ms p99",
+                    goal="<= 10 % throughput, <= +1 ms p99",
+                    passed=loss <= 0.10 and log99 <= 1.0,
+                    data={"throughput_loss": loss, "added_p99_ms": log99},
+                )
+            )
+    h.result_write(SECTION, out, meta)
+    print(h.table(out))
+
+
+if __name__ == "__main__":
+    main()
