@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import openai
+from django.conf import settings
 
 from apps.providers.connectors._sdk import map_sdk_error
 from apps.providers.connectors.base import (
@@ -18,6 +21,9 @@ from apps.providers.connectors.base import (
 from apps.providers.http import guarded_client
 
 T = TypeVar("T")
+CLIENT_CACHE_SIZE = 64
+_clients: dict[tuple[Any, ...], openai.OpenAI] = {}
+_clients_lock = threading.Lock()
 CHAT_PARAMETERS = {
     "temperature",
     "top_p",
@@ -41,15 +47,34 @@ class OpenAIConnector(Connector):
     supports_fine_tune: ClassVar[bool] = True
 
     def _client(self) -> openai.OpenAI:
-        return openai.OpenAI(
-            api_key=self.config.api_key or "none",
-            organization=self.config.organization or None,
-            project=self.config.project or None,
-            base_url=self.config.base_url,
-            timeout=self.config.timeout,
-            max_retries=0,  # retries, backoff and breaker live in apps.providers.resilience
-            http_client=guarded_client(timeout=self.config.timeout),
+        """One SDK client (and connection pool) per provider configuration and
+        process: building a client costs tens of milliseconds (TLS context, transport).
+        The SSRF guard still runs for every new connection, and a change of the
+        allow-list gives new clients."""
+        key = (
+            self.config.base_url,
+            hashlib.sha256(self.config.api_key.encode()).hexdigest(),
+            self.config.organization,
+            self.config.project,
+            self.config.timeout,
+            tuple(settings.SSRF_ALLOW_LIST),
         )
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = openai.OpenAI(
+                    api_key=self.config.api_key or "none",
+                    organization=self.config.organization or None,
+                    project=self.config.project or None,
+                    base_url=self.config.base_url,
+                    timeout=self.config.timeout,
+                    max_retries=0,  # retries and breaker live in apps.providers.resilience
+                    http_client=guarded_client(timeout=self.config.timeout),
+                )
+                _clients[key] = client
+                while len(_clients) > CLIENT_CACHE_SIZE:
+                    _clients.pop(next(iter(_clients))).close()
+            return client
 
     def _call(self, fn: Callable[[openai.OpenAI], T]) -> T:
         client = self._client()
@@ -58,8 +83,6 @@ class OpenAIConnector(Connector):
         # ValueError: the SDKs let a body that is not JSON escape as JSONDecodeError.
         except (openai.OpenAIError, ValueError) as exc:
             raise map_sdk_error(exc, openai) from None
-        finally:
-            client.close()
 
     @classmethod
     def validate_config(cls, data: dict[str, Any]) -> ValidationReport:
