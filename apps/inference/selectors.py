@@ -29,6 +29,7 @@ from apps.audit.models import AuditEvent
 from apps.core.db import assert_tenant_schema
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.inference.tables import table_name
+from apps.inference.writer import FIELDS as WRITTEN_FIELDS
 from apps.inference.writer import uuid7_time
 
 DEFAULT_WINDOW = timedelta(days=7)
@@ -50,27 +51,9 @@ _MAX_ID = 2**63 - 1
 # "+01:00" arrives as " 01:00" when a query string was not encoded.
 _PLUS_AS_SPACE = re.compile(r"^(.+T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
 
+# What a logged row holds, as the writer writes it, plus the feedback joined later.
 COLUMNS = (
-    "request_id",
-    "ts",
-    "client_request_id",
-    "member_id",
-    "version_id",
-    "role",
-    "shadow",
-    "routing_key",
-    "requester",
-    "door",
-    "status",
-    "error_code",
-    "error_message",
-    "latency_ms",
-    "model_latency_ms",
-    "input",
-    "output",
-    "input_truncated",
-    "output_truncated",
-    "explanation",
+    *(f for f in WRITTEN_FIELDS if f != "explain_requested"),
     "feedback",
     "feedback_at",
 )
