@@ -47,6 +47,7 @@ urlpatterns = [
     path("settings/", include(account_patterns)),
     path("settings/audit/", include(audit_patterns)),
     path("settings/providers/", include(provider_patterns)),
+    path("models/", include("apps.registry.analytics_page_urls")),
     path("models/", include("apps.registry.urls")),
     path("groups/", include("apps.groups.page_urls")),
     path("groups/", include("apps.groups.analytics_page_urls")),

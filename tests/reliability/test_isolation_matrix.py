@@ -129,6 +129,7 @@ KNOWN_ROUTES = {
     "api:job-cancel",
     "api:job-events",
     "api:job-retry",
+    "version_analytics:version-analytics",
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 MARKER = "zq9-beta-secret"  # in every name/description of B's objects
