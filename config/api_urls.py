@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("apps.inference.api.browser_urls")),
     path("", include("apps.groups.api.analytics_urls")),
     path("", include("apps.jobs.api.urls")),
+    path("", include("apps.notifications.api_urls")),
     path(
         "groups/<slug:slug>/predict/", GroupPredictView.as_view(), name="group-predict"
     ),

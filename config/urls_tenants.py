@@ -54,6 +54,7 @@ urlpatterns = [
     path("", include("apps.inference.archive_page_urls")),
     path("inference/", include("apps.inference.page_urls")),
     path("jobs/", include("apps.jobs.page_urls")),
+    path("", include("apps.notifications.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -26,6 +26,7 @@ NAVIGATION = [
     NavItem("Inference", "inference:browser"),
     NavItem("Providers", "providers:provider-list", Role.VIEWER, "settings"),
     NavItem("API keys", "accounts:api-keys", Role.ADMIN, "settings"),
+    NavItem("Webhooks", "notifications:webhook-list", Role.ADMIN, "settings"),
     NavItem("Audit trail", "audit:event-list", Role.VIEWER, "settings"),
 ]
 

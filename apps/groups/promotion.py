@@ -21,6 +21,7 @@ from apps.groups.comparison import group_comparison
 from apps.groups.models import Membership, ModelGroup, Promotion
 from apps.groups.rollups import rollups_refresh
 from apps.groups.services import _check_now
+from apps.notifications.services import promotion_on_commit
 
 RULE_KEYS = (
     "min_samples_per_arm",
@@ -171,6 +172,7 @@ def group_promote(
             "evidence": evidence,
         },
     )
+    promotion_on_commit(promotion=promotion)
     return promotion
 
 
@@ -232,6 +234,7 @@ def group_rollback(
         before={"members": before},
         after={"members": _snapshot(group), "reason": reason, "evidence": evidence},
     )
+    promotion_on_commit(promotion=promotion)
     return promotion
 
 

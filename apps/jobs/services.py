@@ -22,6 +22,7 @@ from apps.core.errors import ApplicationError, ConflictError
 from apps.core.tasks import tenant_async
 from apps.jobs.models import Dataset, Job, JobEvent
 from apps.jobs.trainers.config import training_config_clean
+from apps.notifications.services import job_finished_on_commit
 
 logger = logging.getLogger(__name__)
 SYSTEM = "system"
@@ -315,6 +316,7 @@ def _fail(job: Job, code: str, message: str) -> None:
         finished_at=_now(),
     )
     job_event_add(job=job, level="error", message=message)
+    job_finished_on_commit(job=job)
 
 
 @transaction.atomic
@@ -377,6 +379,7 @@ def job_succeed(
             message=f"Registered {version.model.name} v{version.number}.",
             metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
         )
+        job_finished_on_commit(job=job)
     return version
 
 

@@ -49,6 +49,7 @@ TENANT_APPS = [
     "apps.groups",
     "apps.jobs",
     "apps.inference",
+    "apps.notifications",
 ]
 # apps.tenants precedes django_tenants so that its create_tenant/delete_tenant
 # commands take precedence over the library's interactive ones.
@@ -99,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.core.context_processors.shell",
+                "apps.notifications.context_processors.bell",
             ],
         },
     },

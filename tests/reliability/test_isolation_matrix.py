@@ -130,6 +130,18 @@ KNOWN_ROUTES = {
     "api:job-events",
     "api:job-retry",
     "version_analytics:version-analytics",
+    "notifications:notification-list",
+    "notifications:notification-read",
+    "notifications:notification-read-all",
+    "notifications:webhook-list",
+    "notifications:webhook-toggle",
+    "notifications:webhook-delete",
+    "api:notification-list",
+    "api:notification-read",
+    "api:notification-read-all",
+    "api:webhook-list",
+    "api:webhook-detail",
+    "api:webhook-deliveries",
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 MARKER = "zq9-beta-secret"  # in every name/description of B's objects
@@ -172,6 +184,10 @@ def _concrete(template: str, ids: dict[str, Any]) -> str:
     if re.search(r"<int:pk>|\(\?P<pk>[^)]*\)", path):
         if "providers/" in path:
             key = "provider"
+        elif "notifications/" in path:
+            key = "notification"
+        elif "webhooks/" in path:
+            key = "webhook"
         elif "datasets/" in path:
             key = "dataset"
         elif path.startswith(("jobs/", "api/v1/jobs/")) or "/jobs/" in path:
@@ -244,6 +260,22 @@ def beta_world(tenant_b, make_key):
             actor="t",
         )
         key, _ = make_key(tenant_b, name="beta-key")
+        from django.contrib.auth.models import User
+
+        from apps.notifications.services import notify, webhook_endpoint_create
+
+        webhook, _ = webhook_endpoint_create(
+            url="http://127.0.0.1:9/hook",
+            events=["job.succeeded"],
+            actor="t",
+            description=MARKER,
+        )
+        notification = notify(
+            event="job.succeeded",
+            title=MARKER,
+            payload={"marker": MARKER},
+            user=User.objects.get(username="admin@beta.test"),
+        )
         from apps.jobs.datasets import dataset_create
         from apps.jobs.services import job_create
 
@@ -272,6 +304,8 @@ def beta_world(tenant_b, make_key):
             "oip_version": "1",
             "dataset": dataset.pk,
             "job": job.pk,
+            "notification": notification.pk,
+            "webhook": webhook.pk,
         }
 
 
