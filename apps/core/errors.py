@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from rest_framework import exceptions, status
@@ -124,6 +125,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
+    elif isinstance(exc, DataError):
+        # A value the database cannot hold, e.g. a filter's timestamp with a +17:26
+        # offset (PostgreSQL allows +-15:59): bad input, not a server error (#10 fuzz).
+        exc = exceptions.ValidationError(
+            {"query": ["A value is outside the range the database accepts."]}
         )
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -35,6 +35,7 @@ def test_module_uses_the_test_database(db):
     assert WebhookEndpoint.objects.model._meta.app_label == "notifications"
 
 
+@pytest.mark.slow  # ~40 s; the signature and retries are also tested in-process
 @pytest.mark.worker
 def test_real_worker_job_success_delivers_a_signed_webhook_and_retries_a_500(
     worker,  # noqa: F811

@@ -57,7 +57,7 @@ class GroupSerializer(serializers.ModelSerializer):
     members = MemberSerializer(many=True, read_only=True)
     traffic_config = TrafficConfigSerializer(required=False)
     inference_table = serializers.CharField(
-        source="inference_table.name", read_only=True, default=None
+        source="inference_table.name", read_only=True, default=None, allow_null=True
     )
 
     class Meta:

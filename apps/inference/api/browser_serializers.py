@@ -33,22 +33,23 @@ class InferenceRowSerializer(serializers.Serializer):
 
 class AppliedFiltersSerializer(serializers.Serializer):
     """The filters as applied: `since` is resolved (7 days before `until` or now
-    when not given), so following `next_url` keeps the same window."""
+    when not given), so following `next_url` keeps the same window. Output only; the
+    optional fields are not read_only so that the schema does not call them required."""
 
     since = serializers.DateTimeField(read_only=True)
-    until = serializers.DateTimeField(read_only=True, required=False)
-    member_id = serializers.IntegerField(read_only=True, required=False)
-    version_id = serializers.IntegerField(read_only=True, required=False)
-    role = serializers.CharField(read_only=True, required=False)
-    status = serializers.CharField(read_only=True, required=False)
-    min_latency_ms = serializers.FloatField(read_only=True, required=False)
-    has_feedback = serializers.BooleanField(read_only=True, required=False)
-    has_explanation = serializers.BooleanField(read_only=True, required=False)
-    request_id = serializers.UUIDField(read_only=True, required=False)
-    client_request_id = serializers.CharField(read_only=True, required=False)
-    routing_key = serializers.CharField(read_only=True, required=False)
-    text = serializers.CharField(read_only=True, required=False)
-    shadow = serializers.BooleanField(read_only=True, required=False)
+    until = serializers.DateTimeField(required=False)
+    member_id = serializers.IntegerField(required=False)
+    version_id = serializers.IntegerField(required=False)
+    role = serializers.CharField(required=False)
+    status = serializers.CharField(required=False)
+    min_latency_ms = serializers.FloatField(required=False)
+    has_feedback = serializers.BooleanField(required=False)
+    has_explanation = serializers.BooleanField(required=False)
+    request_id = serializers.UUIDField(required=False)
+    client_request_id = serializers.CharField(required=False)
+    routing_key = serializers.CharField(required=False)
+    text = serializers.CharField(required=False)
+    shadow = serializers.BooleanField(required=False)
 
 
 class InferenceListSerializer(serializers.Serializer):

@@ -7,12 +7,13 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.roles import Role
 from apps.core.errors import ApplicationError
+from apps.core.parsers import JSONParser
 from apps.jobs import selectors, services
 from apps.jobs.api.serializers import (
     DatasetSerializer,

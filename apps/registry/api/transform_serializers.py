@@ -27,7 +27,13 @@ class CanonicalField(serializers.JSONField):
     }
 )
 class PayloadField(serializers.JSONField):
-    pass
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        # A form field "null" decodes to None after DRF's null check: the stored
+        # input is NOT NULL, so this was a 500 (found by the #10 fuzz run).
+        if value is None:
+            raise serializers.ValidationError("This field may not be null.")
+        return value
 
 
 class ConfidenceMapField(serializers.DictField):

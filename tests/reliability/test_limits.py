@@ -1,0 +1,170 @@
+"""Resource limits: whatever the size or shape of a hostile request, the answer is a
+4xx with the error envelope within a second, never a 500 (issue #10 item 7)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
+from django_tenants.utils import schema_context
+
+from apps.tenants.demo import DEMO_GROUP, demo_rows, seed_demo_content
+
+PREDICT = f"/api/v1/groups/{DEMO_GROUP}/predict/"
+BUDGET = 1.0  # seconds
+
+
+@pytest.fixture
+def alpha_client(tenant_a, make_key, api_client):  # type: ignore[no-untyped-def]
+    """A manage key's client on alpha's host."""
+    _, key = make_key(tenant_a, scope="manage")
+    return api_client(tenant_a, key=key)
+
+
+@pytest.fixture
+def alpha_api(tenant_a, alpha_client):  # type: ignore[no-untyped-def]
+    """The same, with the demo group to predict with (about 4 s to train)."""
+    with schema_context(tenant_a.schema_name):
+        seed_demo_content(actor="test")
+    return alpha_client
+
+
+def _refused(response, started: float, *statuses: int) -> None:  # type: ignore[no-untyped-def]
+    elapsed = time.perf_counter() - started
+    assert response.status_code in statuses, (
+        response.status_code,
+        response.content[:300],
+    )
+    body = response.json()
+    assert set(body) >= {"error", "request_id"} and body["error"]["code"]
+    assert elapsed < BUDGET, f"{elapsed:.2f}s"
+
+
+def _post_raw(client, path: str, body: bytes):  # type: ignore[no-untyped-def]
+    return client.generic("POST", path, body, content_type="application/json")
+
+
+def test_oversized_prediction_body_is_413_before_parsing(alpha_api):
+    body = json.dumps({"inputs": demo_rows(1)[0], "pad": "x" * 2_000_000}).encode()
+    started = time.perf_counter()
+    response = _post_raw(alpha_api, PREDICT, body)
+    _refused(response, started, 413)
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_prediction_batch_over_the_limit_is_refused(alpha_api):
+    rows = demo_rows(1) * 5_000  # about 4 MB of real rows
+    started = time.perf_counter()
+    response = alpha_api.post(PREDICT, {"inputs": rows}, format="json")
+    _refused(response, started, 413)
+
+
+def test_many_empty_rows_under_the_byte_limit_are_refused_quickly(alpha_api):
+    # 300,000 rows in 900 kB: under the byte limit, so validation must be cheap.
+    body = b'{"inputs": [' + b",".join([b"{}"] * 300_000) + b"]}"
+    started = time.perf_counter()
+    response = _post_raw(alpha_api, PREDICT, body)
+    _refused(response, started, 400)
+    assert response.json()["error"]["fields"]["inputs"] == [
+        "300000 rows; a batch holds at most 1000"
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", [PREDICT, "/api/v1/groups/", "/api/v1/models/transform/"]
+)
+def test_deeply_nested_json_is_a_400(alpha_api, path):
+    depth = 100_000  # far past Python's recursion limit
+    body = b'{"inputs": ' + b"[" * depth + b"]" * depth + b"}"
+    started = time.perf_counter()
+    response = _post_raw(alpha_api, path, body)
+    _refused(response, started, 400, 413)
+
+
+@override_settings(DATASET_MAX_BYTES=1024 * 1024)
+def test_huge_csv_upload_is_refused(alpha_client):
+    row = b"1.0,2.0,3.0,0\n"
+    data = b"a,b,c,label\n" + row * (5 * 1024 * 1024 // len(row))  # 5 MB
+    started = time.perf_counter()
+    response = alpha_client.post(
+        "/api/v1/datasets/",
+        {"file": SimpleUploadedFile("huge.csv", data, "text/csv"), "name": "huge"},
+        format="multipart",
+    )
+    _refused(response, started, 400, 413)
+    assert "larger than the limit" in response.json()["error"]["message"]
+
+
+def test_a_million_columns_csv_is_refused(alpha_client):
+    header = ",".join(f"c{i}" for i in range(1_000_000)).encode()
+    data = header + b"\n" + b",".join([b"1"] * 1_000_000) + b"\n"
+    started = time.perf_counter()
+    response = alpha_client.post(
+        "/api/v1/datasets/",
+        {"file": SimpleUploadedFile("wide.csv", data, "text/csv"), "name": "wide"},
+        format="multipart",
+    )
+    _refused(response, started, 400, 413)
+    assert "columns" in response.json()["error"]["message"]
+
+
+def test_a_million_features_prediction_is_refused(alpha_api):
+    body = json.dumps({"inputs": {f"f{i}": 0 for i in range(1_000_000)}}).encode()
+    started = time.perf_counter()
+    response = _post_raw(alpha_api, PREDICT, body)
+    _refused(response, started, 413)
+
+
+def _zip_bomb(unpacked: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps({"__class__": "dict"}))
+        with archive.open("bomb.npy", "w") as entry:
+            chunk = b"\0" * (1024 * 1024)
+            for _ in range(unpacked // len(chunk)):
+                entry.write(chunk)
+    return buffer.getvalue()
+
+
+def test_zip_bomb_skops_artifact_is_refused(alpha_client):
+    bomb = _zip_bomb(512 * 1024 * 1024)  # 512 MB of zeros in about 500 kB
+    assert len(bomb) < 1024 * 1024
+    started = time.perf_counter()
+    response = alpha_client.post(
+        "/api/v1/models/upload/",
+        {
+            "file": SimpleUploadedFile("bomb.skops", bomb),
+            "model_name": "bomb",
+        },
+        format="multipart",
+    )
+    _refused(response, started, 400, 413)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page_size=1000000000",
+        "page_size=-1",
+        "page_size=0",
+        "page_size=abc",
+        "page=99999999999",
+        "page=-1",
+        "page_size=" + "9" * 400,
+    ],
+)
+def test_page_size_abuse_is_capped_or_refused(alpha_client, query):
+    started = time.perf_counter()
+    response = alpha_client.get(f"/api/v1/models/?{query}")
+    elapsed = time.perf_counter() - started
+    assert elapsed < BUDGET
+    assert response.status_code in (200, 404), response.content[:300]
+    if response.status_code == 200:
+        assert len(response.json()["results"]) <= 500
+    else:
+        assert response.json()["error"]["code"]
