@@ -29,7 +29,7 @@ class ProviderConfigAdminForm(forms.ModelForm):
 
     class Meta:
         model = ProviderConfig
-        fields = services.AUDITED  # an allow-list: the key is not among them
+        fields = services.CONFIG_FIELDS  # an allow-list: the key is not among them
 
     def clean_base_url(self) -> str:
         url = self.cleaned_data["base_url"]
@@ -118,7 +118,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: ProviderConfig, form: Any, change: bool
     ) -> None:
         """Through the services (audit, SSRF check); the stored key is untouched."""
-        names = [f for f in services.AUDITED if f in form.cleaned_data]
+        names = [f for f in services.CONFIG_FIELDS if f in form.cleaned_data]
         if change:
             fields = {f: form.cleaned_data[f] for f in names if f in form.changed_data}
             saved = services.provider_update(provider=obj, actor=request.user, **fields)

@@ -18,8 +18,9 @@ from apps.providers.errors import ProviderError
 from apps.providers.models import ProviderConfig, ProviderRateWindow, ProviderUsage
 from apps.providers.resilience import call_provider
 
-# Fields an audit event may show (never the key).
-AUDITED = [
+# What a provider is configured with: everything a client may write but the key, and
+# so also what an audit event may show.
+CONFIG_FIELDS = [
     "name",
     "kind",
     "base_url",
@@ -41,7 +42,7 @@ _OWN_ROWS = {ProviderUsage, ProviderRateWindow}
 
 
 def _snapshot(provider: ProviderConfig) -> dict[str, Any]:
-    data = {f: getattr(provider, f) for f in AUDITED}
+    data = {f: getattr(provider, f) for f in CONFIG_FIELDS}
     for key in ("price_per_1k_input", "price_per_1k_output", "monthly_cost_budget"):
         data[key] = None if data[key] is None else str(data[key])
     data["api_key"] = provider.api_key_masked

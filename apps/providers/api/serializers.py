@@ -14,25 +14,8 @@ from apps.providers.selectors import (
     empty_usage,
     provider_usage_month,
 )
+from apps.providers.services import CONFIG_FIELDS
 
-# What a provider is configured with (everything a client may write but the key).
-CONFIG_FIELDS = [
-    "name",
-    "kind",
-    "base_url",
-    "organization",
-    "project",
-    "default_model",
-    "settings",
-    "timeout_seconds",
-    "max_retries",
-    "rate_limit_per_minute",
-    "enabled",
-    "price_per_1k_input",
-    "price_per_1k_output",
-    "monthly_token_budget",
-    "monthly_cost_budget",
-]
 HEALTH_FIELDS = [
     "last_health_status",
     "last_health_latency_ms",
