@@ -17,7 +17,6 @@ from django.utils.dateparse import parse_datetime
 from apps.accounts.decorators import role_required
 from apps.accounts.roles import Role
 from apps.groups import stats
-from apps.groups.analytics_page_views import RANGES, _metric, _ms, _rate, svg_chart
 from apps.groups.comparison import (
     HOUR,
     _labelled_pairs,
@@ -25,6 +24,7 @@ from apps.groups.comparison import (
     ceil_hour,
     floor_hour,
 )
+from apps.groups.display import RANGES, metric_text, ms, rate, svg_chart
 from apps.groups.models import MemberRollup, Membership, ModelGroup
 from apps.groups.rollups import rollups_refresh
 from apps.inference.importance import version_importance
@@ -209,11 +209,13 @@ def _context(request: HttpRequest, version: ModelVersion) -> dict[str, Any]:
     total = data["total"]
     outcome = []
     if total["labelled"]:
-        outcome.append(("accuracy", _metric(total["accuracy"].as_dict(), "accuracy")))
+        outcome.append(
+            ("accuracy", metric_text(total["accuracy"].as_dict(), "accuracy"))
+        )
     if total["valued"]:
-        outcome.append(("mae", _metric(total["mae"].as_dict(), "mae")))
+        outcome.append(("mae", metric_text(total["mae"].as_dict(), "mae")))
     secondary = [
-        (name, _metric(est, name))
+        (name, metric_text(est, name))
         for name, est in data["secondary"].items()
         if name not in dict(outcome)
     ]
@@ -238,11 +240,11 @@ def _context(request: HttpRequest, version: ModelVersion) -> dict[str, Any]:
         "display": {
             "requests": total["requests"],
             "errors": total["errors"],
-            "error_rate": _rate(total["error_rate"].as_dict()),
-            "p50": _ms(total["p50_ms"]),
-            "p95": _ms(total["p95_ms"]),
-            "p99": _ms(total["p99_ms"]),
-            "mean": _ms(total["mean_latency_ms"]),
+            "error_rate": rate(total["error_rate"].as_dict()),
+            "p50": ms(total["p50_ms"]),
+            "p95": ms(total["p95_ms"]),
+            "p99": ms(total["p99_ms"]),
+            "mean": ms(total["mean_latency_ms"]),
         },
         "outcome": outcome,
         "secondary": secondary,
@@ -265,17 +267,17 @@ def _context(request: HttpRequest, version: ModelVersion) -> dict[str, Any]:
                 "error_rate_text": "\u2013"
                 if p["error_rate"] is None
                 else f"{p['error_rate'] * 100:.2f} %",
-                "p50": _ms(p["p50_ms"]),
-                "p95": _ms(p["p95_ms"]),
-                "p99": _ms(p["p99_ms"]),
+                "p50": ms(p["p50_ms"]),
+                "p95": ms(p["p95_ms"]),
+                "p99": ms(p["p99_ms"]),
             }
             for p in data["series"]
         ],
         "group_rows": [
             {
                 **g,
-                "error_rate_text": _rate(g["error_rate"].as_dict()),
-                "p95": _ms(g["p95_ms"]),
+                "error_rate_text": rate(g["error_rate"].as_dict()),
+                "p95": ms(g["p95_ms"]),
             }
             for g in data["groups"]
         ],

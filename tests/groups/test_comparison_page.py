@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from django_tenants.utils import schema_context
 
 from apps.groups import stats
-from apps.groups.analytics_page_views import _metric, member_display
+from apps.groups.display import member_display, metric_text
 from apps.groups.models import Membership
 from apps.tenants.demo import DEMO_GROUP, demo_labels, demo_rows
 from tests.groups.analytics_helpers import (
@@ -160,7 +160,7 @@ def test_every_number_on_the_page_equals_sql_over_the_groups_table(
             ("recall", stats.recall(y_true, y_pred)),
             ("f1", stats.f1(y_true, y_pred)),
         ):
-            assert card[f"sec_{name}"] == _metric(estimate.as_dict(), name)
+            assert card[f"sec_{name}"] == metric_text(estimate.as_dict(), name)
         assert card["sec_precision"].startswith(
             f"{sum(t == '1' for t in y_true) / len(y_true) * 100:.2f} %"
         )  # every prediction is 1: precision is the share of 1 labels

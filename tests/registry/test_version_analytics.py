@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from django_tenants.utils import schema_context
 
 from apps.groups import stats
-from apps.groups.analytics_page_views import _metric, _rate
+from apps.groups.display import metric_text, rate
 from tests.groups.analytics_helpers import members_of, write_row
 from tests.groups.analytics_helpers import urlpatterns as analytics_urlpatterns
 from tests.groups.group_helpers import demo_group, trained  # noqa: F401
@@ -142,7 +142,7 @@ def _assert_matches_sql(html: str, group: Any, version_id: int, *more: int) -> d
     assert int(kpis["requests"]) == sql["requests"]
     assert int(kpis["errors"]) == sql["errors"]
     assert int(kpis["labelled"]) == sql["labelled"]
-    assert kpis["error_rate"] == _rate(
+    assert kpis["error_rate"] == rate(
         stats.wilson_interval(sql["errors"], sql["requests"]).as_dict()
     )
     assert kpis["mean_ms"] == f"{sql['mean']:.1f} ms"
@@ -188,7 +188,7 @@ def test_every_number_equals_sql_over_the_inference_table(
     y_pred = [pred for _, pred in sql["pairs"]]
     outcome = re.search(r'<section class="va-outcome">(.*?)</section>', html, re.S)
     accuracy = stats.wilson_interval(sql["correct"], sql["labelled"])
-    shown = _metric(accuracy.as_dict(), "accuracy")
+    shown = metric_text(accuracy.as_dict(), "accuracy")
     assert f'data-va="accuracy">{shown}<' in outcome.group(1)
     # Secondary metrics live in <details>, computed from the labelled raw rows.
     assert "<details><summary>More outcome metrics" in outcome.group(1)
@@ -197,7 +197,7 @@ def test_every_number_equals_sql_over_the_inference_table(
         ("recall", stats.recall(y_true, y_pred)),
         ("f1", stats.f1(y_true, y_pred)),
     ):
-        assert f'data-va="{name}">{_metric(estimate.as_dict(), name)}<' in html
+        assert f'data-va="{name}">{metric_text(estimate.as_dict(), name)}<' in html
     assert "See all metrics" not in html
     assert html.count("<svg") == 3
     assert "placeholder" not in html.lower()
