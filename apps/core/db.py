@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.utils import CursorWrapper
 from django_tenants.utils import get_public_schema_name
 
 
@@ -26,3 +31,31 @@ def assert_tenant_schema() -> str:
     if is_public_schema(schema):
         raise RuntimeError("this operation needs a tenant schema, not public")
     return schema
+
+
+def analytics_alias() -> str:
+    """The database alias of analytics reads, bound to the current tenant.
+
+    Comparisons, the version Analytics tab, the dashboard's groups at a glance and the
+    inference browser's list and export read through this alias: a streaming replica
+    when `DATABASE_REPLICA_URL` is set (settings.ANALYTICS_DB_ALIAS), else the primary.
+    django-tenants sets the search_path only on the default connection, so the
+    replica connection is pointed at the same schema here before every use; its
+    cursors then issue the tenant's search_path like the default connection's do."""
+    alias = str(getattr(settings, "ANALYTICS_DB_ALIAS", DEFAULT_DB_ALIAS))
+    if alias != DEFAULT_DB_ALIAS:
+        target = connections[alias]
+        include_public = getattr(connection, "include_public_schema", True)
+        if (
+            getattr(target, "schema_name", None) != current_schema()
+            or getattr(target, "include_public_schema", True) != include_public
+        ):
+            target.set_tenant(connection.tenant, include_public)  # type: ignore[attr-defined]
+    return alias
+
+
+@contextmanager
+def analytics_cursor() -> Iterator[CursorWrapper]:
+    """A cursor for raw analytics SQL on `analytics_alias()` (the tenant's schema)."""
+    with connections[analytics_alias()].cursor() as cursor:
+        yield cursor

@@ -10,6 +10,7 @@ from apps.accounts.decorators import role_required
 from apps.accounts.models import ApiKey
 from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
+from apps.core.db import analytics_alias
 from apps.groups.comparison import group_comparison
 from apps.groups.models import ModelGroup
 from apps.groups.rollups import rollups_refresh
@@ -20,10 +21,13 @@ DASH = "\u2013"
 
 
 def _glance(group: ModelGroup, now: Any) -> dict[str, Any]:
-    """One group's state over the last 24 h, from its rollups."""
+    """One group's state over the last 24 h, from its rollups (refreshed on the
+    primary, read through the analytics alias)."""
     if group.status != ModelGroup.Status.ARCHIVED:
         rollups_refresh(group=group)
-    data = group_comparison(group=group, since=now - GLANCE_WINDOW, until=now)
+    data = group_comparison(
+        group=group, since=now - GLANCE_WINDOW, until=now, using=analytics_alias()
+    )
     active = [m for m in data["members"] if m["active"]]
     requests = sum(m["requests"] for m in data["members"])
     errors = sum(m["errors"] for m in data["members"])

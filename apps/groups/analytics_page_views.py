@@ -1,7 +1,9 @@
 """The group's Comparison page: KPI cards per member, the verdict, hourly charts
 (server-rendered SVG, each with a table of its numbers), the promotion rules' current
 decision, promotion history, and Promote with a confirmation step. Every number is read
-from the database (rollups, refreshed on the way in)."""
+from the database (rollups, refreshed on the primary on the way in; the comparison is
+read through the analytics alias, a replica when one is configured, while the rules'
+decision reads the primary like the promotion it predicts)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from django.utils import timezone
 
 from apps.accounts.decorators import role_required
 from apps.accounts.roles import Role
+from apps.core.db import analytics_alias
 from apps.core.errors import ApplicationError
 from apps.groups.comparison import HOUR, group_comparison
 from apps.groups.display import (
@@ -38,7 +41,11 @@ def _context(request: HttpRequest, group: ModelGroup) -> dict[str, Any]:
     until = timezone.now()
     rollups_refresh(group=group)
     data = group_comparison(
-        group=group, since=until - RANGES[chosen], until=until, secondary=True
+        group=group,
+        since=until - RANGES[chosen],
+        until=until,
+        secondary=True,
+        using=analytics_alias(),
     )
     hours = []
     moment = data["since"]

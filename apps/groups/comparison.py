@@ -1,6 +1,10 @@
 """Challenger vs champion over a time window: per-member KPIs from the hourly
 rollups (labelled pairs from the raw table when a metric needs them) and the verdict
-on the group's primary metric."""
+on the group's primary metric.
+
+Every read goes through one database alias, `using`: the primary by default (the
+promotions, which decide and lock), the analytics alias for pages and the API that
+only show the numbers (`apps.core.db.analytics_alias`)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql
 
 from apps.core.db import assert_tenant_schema
@@ -47,11 +51,15 @@ def _mde(group: ModelGroup) -> float | None:
 
 
 def _labelled_pairs(
-    group: ModelGroup, since: datetime, until: datetime
+    group: ModelGroup,
+    since: datetime,
+    until: datetime,
+    *,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> dict[int, list[tuple[Any, Any, float | None, Any]]]:
     """{member_id: [(label, prediction, positive-class score, value)]} of ok rows
-    with feedback in the window."""
-    if not table_exists(group.pk):
+    with feedback in the window, read through the `using` alias."""
+    if not table_exists(group.pk, using=using):
         return {}
     query = sql.SQL(
         "SELECT member_id, feedback->>'label', output->>'prediction', "
@@ -60,7 +68,7 @@ def _labelled_pairs(
         "AND feedback IS NOT NULL AND member_id IS NOT NULL ORDER BY ts, request_id"
     ).format(sql.Identifier(assert_tenant_schema(), table_name(group.pk)))
     out: dict[int, list[tuple[Any, Any, float | None, Any]]] = defaultdict(list)
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(query, [since, until])
         for member_id, label, pred, probs, value, pred_json in cursor.fetchall():
             probs = json.loads(probs) if isinstance(probs, str) else probs
@@ -250,20 +258,31 @@ def _secondary(pairs: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def group_comparison(
-    *, group: ModelGroup, since: datetime, until: datetime, secondary: bool = False
+    *,
+    group: ModelGroup,
+    since: datetime,
+    until: datetime,
+    secondary: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> dict[str, Any]:
     """Per-member KPIs over [since, until) (widened to whole hours), an hourly series
     per member and the verdict of each active challenger against the champion.
-    `secondary` adds every outcome metric per member from the raw labelled rows."""
+    `secondary` adds every outcome metric per member from the raw labelled rows.
+    `using` is the database alias every read goes to (a bound analytics alias, or
+    the primary)."""
     since, until = floor_hour(since), ceil_hour(until)
     metric = primary_metric_of(group)
     memberships = {
         m.pk: m
-        for m in Membership.objects.filter(group=group).select_related("version__model")
+        for m in Membership.objects.using(using)
+        .filter(group=group)
+        .select_related("version__model")
     }
-    rollups = MemberRollup.objects.filter(
-        group=group, bucket_start__gte=since, bucket_start__lt=until
-    ).order_by("bucket_start", "member_id")
+    rollups = (
+        MemberRollup.objects.using(using)
+        .filter(group=group, bucket_start__gte=since, bucket_start__lt=until)
+        .order_by("bucket_start", "member_id")
+    )
     kpis: dict[int, dict[str, Any]] = {}
 
     def blank(member_id: int) -> dict[str, Any]:
@@ -313,7 +332,7 @@ def group_comparison(
             }
         )
     pairs = (
-        _labelled_pairs(group, since, until)
+        _labelled_pairs(group, since, until, using=using)
         if metric in PAIR_METRICS or secondary
         else {}
     )

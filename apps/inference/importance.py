@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 
 from apps.registry.models import FeatureImportance
 
@@ -28,9 +28,11 @@ def importance_add(version_id: int, explanations: list[dict[str, Any]]) -> None:
         )
 
 
-def version_importance(version_id: int) -> list[dict[str, Any]]:
-    """[{feature, mean_abs, count}] strongest first."""
-    found = list(FeatureImportance.objects.filter(version_id=version_id))
+def version_importance(
+    version_id: int, *, using: str = DEFAULT_DB_ALIAS
+) -> list[dict[str, Any]]:
+    """[{feature, mean_abs, count}] strongest first, read through `using`."""
+    found = list(FeatureImportance.objects.using(using).filter(version_id=version_id))
     found.sort(key=lambda r: r.mean_abs, reverse=True)
     return [
         {"feature": r.feature, "mean_abs": r.mean_abs, "count": r.count} for r in found

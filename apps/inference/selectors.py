@@ -5,6 +5,11 @@ events and sibling rows that share a request id, and the bounded CSV export rows
 Every statement names its table with psycopg.sql identifiers and passes every value
 as a parameter; filters arrive as text (a query string) and are validated here, so a
 bad one is a 400 naming it, never a 500.
+
+The list and the export scan ranges of the log: they read through the analytics alias
+(a replica when one is configured, so they may trail the primary by its lag). One row
+by id and its related rows are point reads of rows that may have just been written:
+they read the primary.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from psycopg import sql
 
 from apps.audit.models import AuditEvent
-from apps.core.db import assert_tenant_schema
+from apps.core.db import analytics_alias, assert_tenant_schema
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.inference.tables import table_name
 from apps.inference.writer import FIELDS as WRITTEN_FIELDS
@@ -412,6 +417,7 @@ def _select(
     where: sql.Composable,
     params: list[Any],
     limit: int,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> list[dict[str, Any]]:
     statement = sql.SQL(
         "SELECT {} FROM {} WHERE {} ORDER BY ts DESC, request_id DESC LIMIT %s"
@@ -420,7 +426,7 @@ def _select(
         sql.Identifier(schema, table_name(group_id)),
         where,
     )
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(statement, [*params, limit])  # type: ignore[arg-type]
         return [
             _decode(dict(zip(columns, row, strict=True))) for row in cursor.fetchall()
@@ -462,7 +468,15 @@ def inference_list(
     if not has_log(group):
         return InferencePage(rows=[], next_cursor=None, filters=parsed)
     where, params = _where(parsed, position)
-    rows = _select(assert_tenant_schema(), group.pk, columns, where, params, limit + 1)
+    rows = _select(
+        assert_tenant_schema(),
+        group.pk,
+        columns,
+        where,
+        params,
+        limit + 1,
+        using=analytics_alias(),
+    )
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -487,6 +501,7 @@ def inference_export_rows(
         return iter(())
     # Captured now: a streamed response runs after the view has returned.
     schema = assert_tenant_schema()
+    using = analytics_alias()
 
     def rows() -> Iterator[dict[str, Any]]:
         sent = 0
@@ -494,7 +509,7 @@ def inference_export_rows(
         while sent < bound:
             size = min(step, bound - sent)
             where, params = _where(parsed, position)
-            chunk = _select(schema, group.pk, COLUMNS, where, params, size)
+            chunk = _select(schema, group.pk, COLUMNS, where, params, size, using=using)
             yield from chunk
             sent += len(chunk)
             if len(chunk) < size:

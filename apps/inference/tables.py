@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from psycopg import sql
 
 from apps.core.db import assert_tenant_schema
@@ -72,8 +72,9 @@ def _ident(*parts: str) -> sql.Identifier:
     return sql.Identifier(*parts)
 
 
-def table_exists(group_id: int) -> bool:
-    with connection.cursor() as cursor:
+def table_exists(group_id: int, *, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether the group's table exists, as the `using` alias sees it."""
+    with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT to_regclass(%s) IS NOT NULL",
             [f'"{_schema()}"."{table_name(group_id)}"'],

@@ -1,13 +1,16 @@
 """A model version's Analytics tab: traffic, latency percentiles and error rate per
 hour, outcome metrics and global SHAP importance, over a chosen window. A version can
 serve in several groups: the numbers add up the rollups of all its memberships
-(refreshed on the way in); secondary metrics read the labelled raw rows."""
+(refreshed on the primary on the way in); secondary metrics read the labelled raw
+rows. Every read of the tab goes through the analytics alias (a replica when one is
+configured)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -16,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.accounts.decorators import role_required
 from apps.accounts.roles import Role
+from apps.core.db import analytics_alias
 from apps.groups import stats
 from apps.groups.comparison import (
     HOUR,
@@ -70,16 +74,21 @@ def analytics_window(
 
 
 def version_analytics_data(
-    *, version: ModelVersion, since: datetime, until: datetime
+    *,
+    version: ModelVersion,
+    since: datetime,
+    until: datetime,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> dict[str, Any]:
     """Totals, an hourly series and per-group totals of a version over [since,
-    until) (whole hours) from the rollups of every membership it has or had."""
+    until) (whole hours) from the rollups of every membership it has or had, read
+    through the `using` alias."""
     memberships = list(
-        Membership.objects.filter(version=version).select_related("group")
+        Membership.objects.using(using).filter(version=version).select_related("group")
     )
     member_ids = [m.pk for m in memberships]
     rollups = list(
-        MemberRollup.objects.filter(
+        MemberRollup.objects.using(using).filter(
             Q(version_id=version.pk) | Q(member_id__in=member_ids),
             bucket_start__gte=since,
             bucket_start__lt=until,
@@ -145,14 +154,16 @@ def version_analytics_data(
                 "p99_ms": stats.percentile_from_hist(h["hist"], 99),
             }
         )
-    groups = {g.pk: g for g in ModelGroup.objects.filter(pk__in=per_group)}
+    groups = {g.pk: g for g in ModelGroup.objects.using(using).filter(pk__in=per_group)}
     pairs: list[Any] = []
     for group_id in per_group:
         group = groups.get(group_id)
         if group is None:
             continue
         ids = {r.member_id for r in rollups if r.group_id == group_id}
-        for member_id, rows in _labelled_pairs(group, since, until).items():
+        for member_id, rows in _labelled_pairs(
+            group, since, until, using=using
+        ).items():
             if member_id in ids:
                 pairs.extend(rows)
     group_rows = []
@@ -195,7 +206,8 @@ def _context(request: HttpRequest, version: ModelVersion) -> dict[str, Any]:
     chosen, since, until, error = analytics_window(request.GET, timezone.now())
     for group in ModelGroup.objects.filter(members__version=version).distinct():
         rollups_refresh(group=group)
-    data = version_analytics_data(version=version, since=since, until=until)
+    db = analytics_alias()
+    data = version_analytics_data(version=version, since=since, until=until, using=db)
     hours = _hours(since, until)
     by_hour = {p["hour"]: p for p in data["series"]}
 
@@ -219,7 +231,7 @@ def _context(request: HttpRequest, version: ModelVersion) -> dict[str, Any]:
         for name, est in data["secondary"].items()
         if name not in dict(outcome)
     ]
-    importance = version_importance(version.pk)
+    importance = version_importance(version.pk, using=db)
     top = max((abs(r["mean_abs"]) for r in importance), default=0.0)
     bars = [
         {

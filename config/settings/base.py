@@ -119,6 +119,25 @@ if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"]["OPTI
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# --- read replica: DATABASE_REPLICA_URL, a streaming replica of the primary ---
+# Analytics reads (comparisons, the version Analytics tab, the dashboard's groups at a
+# glance, the inference browser's list and CSV export) go there; every write and the
+# promotion decisions stay on the primary. Unset: everything reads the primary.
+if env("DATABASE_REPLICA_URL", default=""):
+    _replica = env.db_url("DATABASE_REPLICA_URL")
+    if not _replica.get("HOST") and "host" in _replica["OPTIONS"]:
+        _replica["HOST"] = _replica["OPTIONS"].pop("host")
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        **{
+            key: _replica[key]
+            for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")
+            if key in _replica
+        },
+        "OPTIONS": {**DATABASES["default"]["OPTIONS"], **_replica["OPTIONS"]},
+    }
+ANALYTICS_DB_ALIAS = "replica" if "replica" in DATABASES else "default"
+# Migrations run on the default alias only (the router refuses every other alias).
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -307,6 +326,13 @@ TRANSFORM_LLM_CONCURRENCY = env.int("TRANSFORM_LLM_CONCURRENCY", default=4)
 # Successful predictions are logged (write-through). Off only to measure what logging
 # costs (bench/bench_predict.py, issue #9 item 2); failed attempts are always logged.
 INFERENCE_LOGGING = env.bool("INFERENCE_LOGGING", default=True)
+
+# The predict hot path trusts what a process read this recently without asking the
+# database again: a group's route (a promotion or weight change reaches every process
+# within this time) and a verified API key (a revocation reaches every other process
+# within this time; the revoking process forgets the key at once). 0 turns either off.
+GROUP_ROUTE_TRUST_SECONDS = env.float("GROUP_ROUTE_TRUST_SECONDS", default=1.0)
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
 # /metrics (Prometheus): off unless a bearer token or source networks are set. The
 # scrape with neither `?tenant=` sees every tenant; `?tenant=<slug>` only that one.
