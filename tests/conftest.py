@@ -49,6 +49,13 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
 def _back_to_public() -> Iterator[None]:
     yield
     connection.set_schema_to_public()
+    # What a process trusts for a second or two (routes, verified keys) must not
+    # outlive the test whose rolled-back transaction created it.
+    from apps.accounts.authentication import _verified
+    from apps.groups.serving import clear_route_cache
+
+    clear_route_cache()
+    _verified.clear()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from apps.groups.comparison import group_comparison
 from apps.groups.models import Membership, ModelGroup, Promotion
 from apps.groups.rollups import rollups_refresh
 from apps.groups.services import _check_now
+from apps.groups.serving import forget_route
 from apps.notifications.services import promotion_on_commit
 
 RULE_KEYS = (
@@ -145,6 +146,7 @@ def group_promote(
     ModelGroup.objects.filter(pk=group.pk).update(
         routing_version=F("routing_version") + 1
     )
+    forget_route(group.slug)
     _check_now()
     evidence = _evidence(comparison, target.pk)
     label, _ = actor_label(actor)
@@ -213,6 +215,7 @@ def group_rollback(
     ModelGroup.objects.filter(pk=group.pk).update(
         routing_version=F("routing_version") + 1
     )
+    forget_route(group.slug)
     _check_now()
     evidence = _evidence(comparison, target.pk)
     label, _ = actor_label(actor)

@@ -14,6 +14,7 @@ from apps.audit.services import audit_record
 from apps.core.db import assert_tenant_schema
 from apps.core.errors import ApplicationError, ConflictError
 from apps.groups.models import Membership, ModelGroup
+from apps.groups.serving import forget_route
 from apps.registry.models import ModelVersion
 
 RESERVED_SLUGS = {"new", "bulk"}
@@ -108,6 +109,7 @@ def group_update(*, group: ModelGroup, actor: Any, **fields: Any) -> ModelGroup:
         setattr(group, key, value)
     group.routing_version = F("routing_version") + 1
     group.save()
+    forget_route(group.slug)
     group.refresh_from_db()
     audit_record(
         actor=actor,
@@ -209,6 +211,7 @@ def members_set(
     ModelGroup.objects.filter(pk=group.pk).update(
         routing_version=F("routing_version") + 1
     )
+    forget_route(group.slug)
     _check_now()
     audit_record(
         actor=actor,
@@ -242,6 +245,7 @@ def group_set_status(*, group: ModelGroup, status: str, actor: Any) -> ModelGrou
     group.status = status
     group.routing_version = F("routing_version") + 1
     group.save()
+    forget_route(group.slug)
     group.refresh_from_db()
     _check_now()
     audit_record(

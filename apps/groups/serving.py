@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -61,8 +62,23 @@ class GroupRoute:
     members: tuple[routing.RouteMember, ...]
     versions: dict[int, ServingVersion]
     loaded_at: float = field(default_factory=time.monotonic)
+    # when routing_version was last confirmed against the database (mutable cell)
+    checked_at: list[float] = field(
+        default_factory=lambda: [time.monotonic()], compare=False
+    )
 
     def table(self) -> routing.RouteTable:
+        """The routing table; built once per route, except for a canary, whose
+        weights follow the clock."""
+        if self.strategy == ModelGroup.Strategy.CANARY:
+            return self._build_table()
+        return self._static_table
+
+    @cached_property
+    def _static_table(self) -> routing.RouteTable:
+        return self._build_table()
+
+    def _build_table(self) -> routing.RouteTable:
         config = self.traffic_config
         weights = None
         if self.strategy == ModelGroup.Strategy.CANARY:
@@ -96,8 +112,24 @@ def clear_route_cache() -> None:
     _routes.clear()
 
 
+def forget_route(slug: str) -> None:
+    """This process drops its route of the group at once (the others within
+    GROUP_ROUTE_TRUST_SECONDS): called wherever routing_version is bumped."""
+    _routes.pop((current_schema(), slug), None)
+
+
 def group_route(slug: str) -> GroupRoute:
-    """The group's routing state: one small query per call, more only on change."""
+    """The group's routing state. A route this process built less than
+    GROUP_ROUTE_TRUST_SECONDS ago is used as it is (no query: a promotion or a weight
+    change reaches every process within that time); after that, one small query
+    checks routing_version, and the route is rebuilt only when it changed."""
+    key = (current_schema(), slug)
+    cached = _routes.get(key)
+    if (
+        cached is not None
+        and time.monotonic() - cached.checked_at[0] < settings.GROUP_ROUTE_TRUST_SECONDS
+    ):
+        return cached
     row = (
         ModelGroup.objects.filter(slug=slug)
         .values(
@@ -112,15 +144,15 @@ def group_route(slug: str) -> GroupRoute:
         .first()
     )
     if row is None:
+        _routes.pop(key, None)
         raise NotFoundError(f"No group '{slug}'.")
-    key = (current_schema(), slug)
-    cached = _routes.get(key)
     if (
         cached is not None
         and cached.routing_version == row["routing_version"]
         and cached.group_id == row["id"]
         and time.monotonic() - cached.loaded_at < CACHE_SECONDS
     ):
+        cached.checked_at[0] = time.monotonic()
         return cached
     members = list(
         Membership.objects.filter(group_id=row["id"], active=True)
