@@ -449,3 +449,39 @@ def test_f1_primary_metric_reads_labelled_pairs_and_bootstraps(
     [verdict] = result["verdicts"]
     assert verdict["test"]["method"] == "bootstrap"
     assert verdict["verdict"] == "needs_more_data"
+
+
+def test_comparison_api_gives_secondary_metrics_equal_to_sql_on_request(
+    demo_group,  # noqa: F811
+    tenant_a,
+    make_user,
+    api_client,
+):
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    _traffic(demo_group)
+    client = api_client(tenant_a, user=make_user(tenant_a, "viewer"))
+    url = f"/api/v1/groups/{demo_group.slug}/comparison/"
+    plain = client.get(url).json()
+    assert all("secondary" not in m for m in plain["members"])
+    body = client.get(url, {"secondary": "true"}).json()
+    since, until = parse_datetime(body["since"]), parse_datetime(body["until"])
+    raw = _raw_pairs(demo_group.pk, since, until)
+    assert set(raw) == {m["member_id"] for m in body["members"] if m["labelled"]}
+    for member in body["members"]:
+        if member["member_id"] not in raw:
+            continue
+        labels, predictions = raw[member["member_id"]]
+        truth = [int(v) for v in labels]
+        guess = [int(v) for v in predictions]
+        secondary = member["secondary"]
+        for name, expected in (
+            ("accuracy", accuracy_score(truth, guess)),
+            ("precision", precision_score(truth, guess, zero_division=0)),
+            ("recall", recall_score(truth, guess, zero_division=0)),
+            ("f1", f1_score(truth, guess, zero_division=0)),
+        ):
+            assert secondary[name]["value"] == pytest.approx(expected), name
+            assert secondary[name]["n"] > 0
+    bad = client.get(url, {"secondary": "perhaps"})
+    assert bad.status_code == 400 and "secondary" in bad.json()["error"]["fields"]

@@ -39,6 +39,13 @@ class MemberKpiSerializer(serializers.Serializer):
     p99_ms = serializers.FloatField(allow_null=True)
     mean_latency_ms = serializers.FloatField(allow_null=True)
     primary = EstimateSerializer()
+    secondary = serializers.DictField(
+        child=EstimateSerializer(),
+        required=False,
+        help_text="Every outcome metric the member's labelled rows allow "
+        "(accuracy, precision, recall, F1, AUC; MAE, RMSE), each with its "
+        "confidence interval. Present with `?secondary=true`.",
+    )
     series = SeriesPointSerializer(many=True)
 
 
@@ -84,6 +91,11 @@ class ComparisonSerializer(serializers.Serializer):
 class ComparisonQuerySerializer(serializers.Serializer):
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
+    secondary = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Add every outcome metric per member (reads the labelled raw rows).",
+    )
 
     def validate(self, attrs: dict) -> dict:  # type: ignore[type-arg]
         since, until = attrs.get("since"), attrs.get("until")

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.roles import Role
+from apps.core.db import analytics_alias
 from apps.groups.api.analytics_serializers import (
     ComparisonQuerySerializer,
     ComparisonSerializer,
@@ -57,7 +58,13 @@ class GroupComparisonView(APIView):
         until = query.validated_data.get("until") or timezone.now()
         since = query.validated_data.get("since") or until - timedelta(hours=24)
         rollups_refresh(group=group)
-        data = group_comparison(group=group, since=since, until=until)
+        data = group_comparison(
+            group=group,
+            since=since,
+            until=until,
+            secondary=query.validated_data["secondary"],
+            using=analytics_alias(),
+        )
         return Response(ComparisonSerializer(data).data)
 
 
