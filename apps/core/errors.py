@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import logging
+import sys
+from html import escape
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from rest_framework import exceptions, status
@@ -23,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 # Paths answered by machines: their errors are JSON, never HTML.
 API_PREFIXES = ("/api/", "/v2/", "/openai/")
+
+# The database went away (restart, failover, a connection cut mid-query): a retryable
+# 503, not a 500. Django wraps psycopg's errors in these two classes.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
 
 
 class ApplicationError(Exception):
@@ -116,11 +123,25 @@ def _invalid_message(fields: dict[str, list[str]]) -> str:
     return f"Invalid input: {shown}."
 
 
+def _unavailable_body() -> dict[str, Any]:
+    return envelope(
+        "service_unavailable",
+        "The service is briefly unavailable (database unreachable); retry shortly.",
+    )
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves in the envelope."""
     if isinstance(exc, ApplicationError):
         return Response(
             envelope(exc.code, exc.message, exc.fields), status=exc.status_code
+        )
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("database unavailable: %s", exc.__class__.__name__)
+        return Response(
+            _unavailable_body(),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
@@ -155,6 +176,25 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIXES)
+
+
+def service_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After: the envelope on API paths, a plain page elsewhere. Touches
+    neither the database nor templates' context processors."""
+    if _is_api(request):
+        response: HttpResponse = JsonResponse(_unavailable_body(), status=503)
+    else:
+        response = HttpResponse(
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            "<title>Unavailable · ModelHub</title></head>\n"
+            '<body style="font-family: system-ui, sans-serif; margin: 3rem;">'
+            "<h1>Briefly unavailable</h1><p>Please retry in a few seconds.</p>"
+            f"<p>Request id: <code>{escape(current_request_id() or '')}</code></p>"
+            "</body></html>\n",
+            status=503,
+        )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _page(request: HttpRequest, template: str, status_code: int) -> HttpResponse:
@@ -202,6 +242,10 @@ def tenant_not_found(request: HttpRequest) -> HttpResponse:
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    # Django calls this while the uncaught exception is being handled: a database
+    # that went away (also under a middleware, e.g. the tenant lookup) is a 503.
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return service_unavailable(request)
     if _is_api(request):
         return JsonResponse(
             envelope("server_error", "Internal server error."), status=500

@@ -1,5 +1,6 @@
 """Domain errors raised under a page become a page with their status and message,
-never a 500 (API paths already get the JSON envelope from DRF's handler)."""
+never a 500 (API paths already get the JSON envelope from DRF's handler). A database
+that went away is a 503 with Retry-After, on pages and API paths alike."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
 from apps.core.context import current_request_id
-from apps.core.errors import API_PREFIXES, ApplicationError, envelope
+from apps.core.errors import (
+    API_PREFIXES,
+    DATABASE_UNAVAILABLE,
+    ApplicationError,
+    envelope,
+    service_unavailable,
+)
 
 
 class ApplicationErrorMiddleware:
@@ -22,6 +29,8 @@ class ApplicationErrorMiddleware:
     def process_exception(
         self, request: HttpRequest, exc: Exception
     ) -> HttpResponse | None:
+        if isinstance(exc, DATABASE_UNAVAILABLE):
+            return service_unavailable(request)
         if not isinstance(exc, ApplicationError):
             return None
         if request.path.startswith(API_PREFIXES):

@@ -16,7 +16,9 @@ from django_tenants.utils import schema_context
 from apps.tenants.demo import DEMO_GROUP, demo_rows, seed_demo_content
 
 PREDICT = f"/api/v1/groups/{DEMO_GROUP}/predict/"
-BUDGET = 1.0  # seconds
+# Seconds of this thread's CPU (the test client serves the request in this thread):
+# the work a hostile request costs, unaffected by what else the machine is running.
+BUDGET = 1.0
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def alpha_api(tenant_a, alpha_client):  # type: ignore[no-untyped-def]
 
 
 def _refused(response, started: float, *statuses: int) -> None:  # type: ignore[no-untyped-def]
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert response.status_code in statuses, (
         response.status_code,
         response.content[:300],
@@ -51,7 +53,7 @@ def _post_raw(client, path: str, body: bytes):  # type: ignore[no-untyped-def]
 
 def test_oversized_prediction_body_is_413_before_parsing(alpha_api):
     body = json.dumps({"inputs": demo_rows(1)[0], "pad": "x" * 2_000_000}).encode()
-    started = time.perf_counter()
+    started = time.thread_time()
     response = _post_raw(alpha_api, PREDICT, body)
     _refused(response, started, 413)
     assert response.json()["error"]["code"] == "payload_too_large"
@@ -59,7 +61,7 @@ def test_oversized_prediction_body_is_413_before_parsing(alpha_api):
 
 def test_prediction_batch_over_the_limit_is_refused(alpha_api):
     rows = demo_rows(1) * 5_000  # about 4 MB of real rows
-    started = time.perf_counter()
+    started = time.thread_time()
     response = alpha_api.post(PREDICT, {"inputs": rows}, format="json")
     _refused(response, started, 413)
 
@@ -67,7 +69,7 @@ def test_prediction_batch_over_the_limit_is_refused(alpha_api):
 def test_many_empty_rows_under_the_byte_limit_are_refused_quickly(alpha_api):
     # 300,000 rows in 900 kB: under the byte limit, so validation must be cheap.
     body = b'{"inputs": [' + b",".join([b"{}"] * 300_000) + b"]}"
-    started = time.perf_counter()
+    started = time.thread_time()
     response = _post_raw(alpha_api, PREDICT, body)
     _refused(response, started, 400)
     assert response.json()["error"]["fields"]["inputs"] == [
@@ -81,7 +83,7 @@ def test_many_empty_rows_under_the_byte_limit_are_refused_quickly(alpha_api):
 def test_deeply_nested_json_is_a_400(alpha_api, path):
     depth = 100_000  # far past Python's recursion limit
     body = b'{"inputs": ' + b"[" * depth + b"]" * depth + b"}"
-    started = time.perf_counter()
+    started = time.thread_time()
     response = _post_raw(alpha_api, path, body)
     _refused(response, started, 400, 413)
 
@@ -90,7 +92,7 @@ def test_deeply_nested_json_is_a_400(alpha_api, path):
 def test_huge_csv_upload_is_refused(alpha_client):
     row = b"1.0,2.0,3.0,0\n"
     data = b"a,b,c,label\n" + row * (5 * 1024 * 1024 // len(row))  # 5 MB
-    started = time.perf_counter()
+    started = time.thread_time()
     response = alpha_client.post(
         "/api/v1/datasets/",
         {"file": SimpleUploadedFile("huge.csv", data, "text/csv"), "name": "huge"},
@@ -103,7 +105,7 @@ def test_huge_csv_upload_is_refused(alpha_client):
 def test_a_million_columns_csv_is_refused(alpha_client):
     header = ",".join(f"c{i}" for i in range(1_000_000)).encode()
     data = header + b"\n" + b",".join([b"1"] * 1_000_000) + b"\n"
-    started = time.perf_counter()
+    started = time.thread_time()
     response = alpha_client.post(
         "/api/v1/datasets/",
         {"file": SimpleUploadedFile("wide.csv", data, "text/csv"), "name": "wide"},
@@ -115,7 +117,7 @@ def test_a_million_columns_csv_is_refused(alpha_client):
 
 def test_a_million_features_prediction_is_refused(alpha_api):
     body = json.dumps({"inputs": {f"f{i}": 0 for i in range(1_000_000)}}).encode()
-    started = time.perf_counter()
+    started = time.thread_time()
     response = _post_raw(alpha_api, PREDICT, body)
     _refused(response, started, 413)
 
@@ -134,7 +136,7 @@ def _zip_bomb(unpacked: int) -> bytes:
 def test_zip_bomb_skops_artifact_is_refused(alpha_client):
     bomb = _zip_bomb(512 * 1024 * 1024)  # 512 MB of zeros in about 500 kB
     assert len(bomb) < 1024 * 1024
-    started = time.perf_counter()
+    started = time.thread_time()
     response = alpha_client.post(
         "/api/v1/models/upload/",
         {
@@ -159,9 +161,9 @@ def test_zip_bomb_skops_artifact_is_refused(alpha_client):
     ],
 )
 def test_page_size_abuse_is_capped_or_refused(alpha_client, query):
-    started = time.perf_counter()
+    started = time.thread_time()
     response = alpha_client.get(f"/api/v1/models/?{query}")
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert elapsed < BUDGET
     assert response.status_code in (200, 404), response.content[:300]
     if response.status_code == 200:
