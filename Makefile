@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_SETTINGS := DJANGO_SETTINGS_MODULE=config.settings.test
 
-.PHONY: help install run serve bench bench-quick test test-slow lint fmt typecheck check-migrations schema db-start db-stop db-status migrate seed clean
+.PHONY: help install run serve bench bench-quick test test-slow chromium lint fmt typecheck check-migrations schema db-start db-stop db-status migrate seed clean
 
 help:
 	@echo "make run         set up, start the embedded database, migrate, seed demo, serve web + worker"
@@ -85,8 +85,23 @@ check-migrations: db-start
 schema: $(STAMP)
 	$(TEST_SETTINGS) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-test: $(STAMP) db-start lint typecheck check-migrations schema
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+# Test processes (pytest-xdist); each gets its own test database and files.
+PYTEST_WORKERS ?= 2
+CHROMIUM ?= /usr/bin/chromium
+
+test: $(STAMP) db-start lint typecheck check-migrations schema chromium
+	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium; installed here when missing and possible
+# (root with apt-get), otherwise they are skipped with that reason.
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "could not install chromium: the browser tests will be skipped"; \
+	else echo "no $(CHROMIUM): the browser tests will be skipped (apt-get install chromium)"; fi
 
 test-slow: $(STAMP) db-start
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -99,6 +99,8 @@ def api_key_create(
         actor=actor,
         action="api_key.create",
         obj=api_key,
+        # A key's primary key embeds its hash; the trail names keys by prefix.
+        object_id=api_key.prefix,
         after={"name": name, "scope": scope, "prefix": api_key.prefix},
     )
     return cast(ApiKey, api_key), raw
@@ -119,6 +121,7 @@ def api_key_revoke(*, prefix: str, actor: Any = None) -> ApiKey:
             actor=actor,
             action="api_key.revoke",
             obj=api_key,
+            object_id=api_key.prefix,
             before={"revoked": False},
             after={"revoked": True},
         )
