@@ -15,7 +15,7 @@ from apps.accounts.decorators import role_required
 from apps.accounts.roles import Role
 from apps.core.errors import ApplicationError
 from apps.jobs import selectors, services
-from apps.jobs.datasets import dataset_create
+from apps.jobs.datasets import dataset_create, upload_size_check
 from apps.jobs.forms import DatasetUploadForm
 from apps.jobs.models import Dataset, Job
 from apps.jobs.trainers.config import ALGORITHMS, training_config_clean
@@ -145,6 +145,15 @@ def _config_from(query: Any) -> dict[str, Any]:
 def job_new(request: HttpRequest) -> HttpResponse:
     """The Build-a-Model wizard. State travels in the query string; the job is
     created only by the final POST."""
+    if request.method == "POST":
+        # Before the body is parsed: a file that cannot fit is refused at once.
+        try:
+            upload_size_check(request.META.get("CONTENT_LENGTH"))
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            response = _render_step(request, 0, {"form": DatasetUploadForm()})
+            response.status_code = exc.status_code
+            return response
     if request.method == "POST" and "config" not in request.POST:
         form = DatasetUploadForm(request.POST, request.FILES)
         if form.is_valid():

@@ -170,3 +170,87 @@ def test_page_size_abuse_is_capped_or_refused(alpha_client, query):
         assert len(response.json()["results"]) <= 500
     else:
         assert response.json()["error"]["code"]
+
+
+# Memory: what serving a hostile request allocates at its peak (tracemalloc, Python
+# allocations in this process, the request body the client builds excluded) stays
+# within a few times the bytes received, whatever the request claims or unpacks to.
+MEMORY_BUDGET = 64 * 1024 * 1024
+
+
+def _peak_allocated(send) -> tuple[int, object]:  # type: ignore[no-untyped-def]
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        response = send()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, response
+
+
+def test_hostile_requests_are_refused_within_bounded_memory(alpha_api):
+    zip_bomb = _zip_bomb(512 * 1024 * 1024)
+    wide = ",".join(f"c{i}" for i in range(1_000_000)).encode()
+    wide_csv = wide + b"\n" + b",".join([b"1"] * 1_000_000) + b"\n"
+    depth = 100_000
+    nested = b'{"inputs": ' + b"[" * depth + b"]" * depth + b"}"
+    empty_rows = b'{"inputs": [' + b",".join([b"{}"] * 300_000) + b"]}"
+    features = json.dumps({"inputs": {f"f{i}": 0 for i in range(100_000)}}).encode()
+    cases = {
+        "zip bomb (512 MB unpacked)": lambda: alpha_api.post(
+            "/api/v1/models/upload/",
+            {"file": SimpleUploadedFile("bomb.skops", zip_bomb), "model_name": "b"},
+            format="multipart",
+        ),
+        "1,000,000-column CSV": lambda: alpha_api.post(
+            "/api/v1/datasets/",
+            {"file": SimpleUploadedFile("w.csv", wide_csv, "text/csv"), "name": "w"},
+            format="multipart",
+        ),
+        "JSON nested 100,000 deep": lambda: _post_raw(alpha_api, PREDICT, nested),
+        "300,000 empty rows": lambda: _post_raw(alpha_api, PREDICT, empty_rows),
+        "100,000 features": lambda: _post_raw(alpha_api, PREDICT, features),
+    }
+    peaks = {}
+    for name, send in cases.items():
+        peak, response = _peak_allocated(send)
+        assert 400 <= response.status_code < 500, (name, response.status_code)
+        peaks[name] = peak
+    over = {k: f"{v / 2**20:.1f} MiB" for k, v in peaks.items() if v > MEMORY_BUDGET}
+    assert not over, over
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["a,b,c", '"a,b",c', '"a""b",c', "a", '"x,""y"",z",w\r', 'a,"",b', ",,"],
+)
+def test_header_columns_are_counted_as_the_csv_module_reads_them(header):
+    import csv
+
+    from apps.jobs.datasets import _header_columns
+
+    data = (header + "\n1,2,3\n").encode()
+    assert _header_columns(data) == len(next(csv.reader([header.rstrip("\r")])))
+
+
+@override_settings(DATASET_MAX_BYTES=1024 * 1024)
+def test_an_upload_declared_too_large_is_refused_before_parsing(
+    tenant_a, make_user, page_client, alpha_client
+):
+    body = b"x" * (3 * 1024 * 1024)  # not even multipart: never parsed
+    started = time.thread_time()
+    response = alpha_client.generic(
+        "POST",
+        "/api/v1/datasets/",
+        body,
+        content_type="multipart/form-data; boundary=b",
+    )
+    _refused(response, started, 413)
+    assert response.json()["error"]["fields"]["file"]
+    page = page_client(tenant_a, make_user(tenant_a, "editor")).generic(
+        "POST", "/jobs/new/", body, content_type="multipart/form-data; boundary=b"
+    )
+    assert page.status_code == 413
+    assert "larger than the limit" in page.content.decode()

@@ -22,7 +22,7 @@ from apps.jobs.api.serializers import (
     JobEventSerializer,
     JobSerializer,
 )
-from apps.jobs.datasets import dataset_create
+from apps.jobs.datasets import dataset_create, upload_size_check
 from apps.jobs.models import Dataset, Job
 
 
@@ -48,9 +48,14 @@ class DatasetViewSet(
         responses={
             201: DatasetSerializer,
             400: OpenApiResponse(description="Not a CSV, too large, too few rows."),
+            413: OpenApiResponse(
+                description="The body is larger than the dataset size limit "
+                "(refused before it is parsed)."
+            ),
         },
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        upload_size_check(request.META.get("CONTENT_LENGTH"))
         form = DatasetUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         dataset = dataset_create(
