@@ -43,6 +43,17 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
                     admin_password=PASSWORD,
                 )
     yield
+    # Servers and workers the tests started are gone, but their sessions may still be
+    # closing: end them, so that the test database can be dropped.
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        connections["replica"].close()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture(autouse=True)
