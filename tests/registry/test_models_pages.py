@@ -151,8 +151,8 @@ def test_detail_shows_versions_and_metadata_sections(browser, models):
     )
     assert cards == [
         ("accuracy", "0.9134", "Accuracy"),
-        ("auc", "0.95", "AUC"),
-        ("lift@10", "3.2", "lift@10"),
+        ("auc", "0.9500", "AUC"),
+        ("lift@10", "3.2000", "lift@10"),
     ]
     assert "see all" not in html.lower() and "modal" not in html.lower()
     assert "<h3>Model info</h3>" in html and "<td>tree_ensemble</td>" in html
