@@ -141,23 +141,14 @@ ANALYTICS_DB_ALIAS = "replica" if "replica" in DATABASES else "default"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- cache: tenant-aware keys; Redis when REDIS_URL is set ---
-_cache_key = "django_tenants.cache.make_key"
-if env("REDIS_URL", default=""):
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": env("REDIS_URL"),
-            "KEY_FUNCTION": _cache_key,
-        }
+# --- cache: per process, tenant-aware keys. Nothing shared lives here: throttles,
+# rate limits and circuit breakers count in PostgreSQL (docs/scaling.md). ---
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
     }
-else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "KEY_FUNCTION": _cache_key,
-        }
-    }
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
