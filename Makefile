@@ -12,8 +12,8 @@ help:
 	@echo "make run         set up, start the embedded database, migrate, seed demo, serve web + worker"
 	@echo "make test        set up and run lint, migration and schema checks, and the test suite"
 	@echo "make test-slow   the slow reliability tests"
-	@echo "make bench       benchmarks against same-run baselines (7-9 min), bench/results/latest.json"
-	@echo "make bench-quick the short version (under 2 min)"
+	@echo "make bench       benchmarks against same-run baselines (~50-60 min: 10M log rows, 100 tenants), bench/results/latest.json"
+	@echo "make bench-quick the short version (~4 min)"
 	@echo "make serve       production settings: gunicorn + worker (ENV_FILE=... for the variables)"
 	@echo "make db-start | db-stop | db-status   the embedded PostgreSQL in .pgdata/"
 

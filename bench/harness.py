@@ -572,7 +572,8 @@ def ab_rounds(
 
 
 def _brief(metrics: dict[str, float]) -> str:
-    keys = [k for k in ("p50_ms", "p99_ms", "rps", "rows_per_s", "us") if k in metrics]
+    names = ("p50_ms", "p99_ms", "rps", "rows_per_s", "us", "ms", "s")
+    keys = [k for k in names if k in metrics]
     return " ".join(f"{k}={metrics[k]:.4g}" for k in keys)
 
 

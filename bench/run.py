@@ -20,23 +20,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness as h
 
-# Run order (cheap first, the long memory run last) and table order differ.
+# Run order (cheap first, the long memory run, then the runs that write the most:
+# tenants for the queue, millions of log rows for the comparison) and table order
+# (by item) differ.
 SCRIPTS = [
     ("routing", "bench_routing.py"),
+    ("shap", "bench_shap.py"),
     ("ingest", "bench_ingest.py"),
     ("predict", "bench_predict.py"),
     ("openai_door", "bench_openai_door.py"),
     ("memory", "bench_memory.py"),
+    ("queue", "bench_queue.py"),
+    ("comparison", "bench_comparison.py"),
 ]
-TABLE_ORDER = ["predict", "ingest", "skipped", "routing", "memory", "openai_door"]
-SKIPPED = [
-    (
-        "4",
-        "group comparison, 30 days, 1M/10M rows",
-        "<= 200 ms at 10M; 24 h at 1M <= 100 ms",
-    ),
-    ("5", "per-request SHAP (tree model)", "<= 1x predict; >= 10k rows/s/core"),
-    ("7", "job queue enqueue -> start, p95", "<= 1 s; tenant creation <= 1 s"),
+TABLE_ORDER = [
+    "predict",
+    "ingest",
+    "comparison",
+    "shap",
+    "routing",
+    "queue",
+    "memory",
+    "openai_door",
 ]
 
 
@@ -61,23 +66,6 @@ def main() -> int:
     try:
         h.prepare(fresh=True)
         os.environ["BENCH_REUSE_DB"] = "1"
-        h.result_write(
-            "skipped",
-            [
-                h.Row(
-                    id=i,
-                    what=what,
-                    baseline="-",
-                    measured="next slice",
-                    delta="-",
-                    goal=goal,
-                    passed=None,
-                    data={"skipped": True},
-                )
-                for i, what, goal in SKIPPED
-            ],
-            {},
-        )
         for name, script in SCRIPTS:
             if only and name not in only:
                 continue
