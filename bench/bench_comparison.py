@@ -29,6 +29,7 @@ the end.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -115,6 +116,8 @@ def main() -> None:
     # --quick: small enough for make bench-quick on a busy 2-core machine (the load
     # of 1M rows alone takes 3-4 minutes there); no verdict is judged at these sizes.
     sizes = [50_000, 200_000] if args.quick else [1_000_000, 10_000_000]
+    if os.environ.get("BENCH_COMPARISON_SIZES"):  # e.g. "1000000" for one size
+        sizes = [int(n) for n in os.environ["BENCH_COMPARISON_SIZES"].split(",")]
     state = h.prepare(fresh=args.fresh)
     h.django_setup(state)
 
@@ -194,7 +197,7 @@ def main() -> None:
             # Bulk load without the secondary indexes; provision() creates them
             # again with the product's own DDL (the primary key stays throughout).
             name = tables.table_name(group.pk)
-            for suffix in ("ts", "rid", "member_ts"):
+            for suffix in ("ts", "rid", "member_ts", "fb"):
                 raw.execute(
                     sql.SQL("DROP INDEX IF EXISTS {}").format(
                         sql.Identifier(h.TENANT, f"{name}_{suffix}")

@@ -36,14 +36,36 @@ def paired(results: dict[str, Any], a: str, b: str, metric: str, op: str) -> flo
 
 
 def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[str]]:
-    """The SQL each variant sends per request, counted in-process with Django's test
-    client (gunicorn adds one `SELECT 1` health check per request to both)."""
+    """The round trips each variant makes per request, counted in-process with
+    Django's test client (gunicorn adds one `SELECT 1` health check per request to
+    both): Django's queries, plus what the hot path sends on the raw psycopg
+    connection (a statement, or a pipeline of several sent together)."""
+    import contextlib
     import json
+
+    import psycopg
 
     h.django_setup(state)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
+
+    raw_calls: list[str] = []
+    plain_execute, plain_pipeline = (
+        psycopg.Connection.execute,
+        psycopg.Connection.pipeline,
+    )
+
+    def execute(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        text = query.as_string(self) if hasattr(query, "as_string") else str(query)
+        raw_calls.append("raw: " + text)
+        return plain_execute(self, query, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def pipeline(self):  # type: ignore[no-untyped-def]
+        raw_calls.append("raw pipeline (one round trip)")
+        with plain_pipeline(self) as p:
+            yield p
 
     client = Client(HTTP_HOST=h.HOST)
     calls = {
@@ -58,12 +80,21 @@ def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[s
     for name, (path, extra, headers) in calls.items():
         body = json.dumps({"inputs": row, **extra})
         for _ in range(3):  # caches warm, as under load
-            with CaptureQueriesContext(connection) as captured:
-                response = client.post(
-                    path, body, content_type="application/json", **headers
-                )
+            raw_calls.clear()
+            psycopg.Connection.execute = execute  # type: ignore[method-assign]
+            psycopg.Connection.pipeline = pipeline  # type: ignore[method-assign]
+            try:
+                with CaptureQueriesContext(connection) as captured:
+                    response = client.post(
+                        path, body, content_type="application/json", **headers
+                    )
+            finally:
+                psycopg.Connection.execute = plain_execute  # type: ignore[method-assign]
+                psycopg.Connection.pipeline = plain_pipeline  # type: ignore[method-assign]
             assert response.status_code == 200, response.content[:300]
-        out[name] = [" ".join(q["sql"].split())[:90] for q in captured.captured_queries]
+        out[name] = [
+            " ".join(q["sql"].split())[:90] for q in captured.captured_queries
+        ] + [" ".join(c.split())[:90] for c in raw_calls]
     connection.close()
     return out
 
@@ -110,7 +141,7 @@ def main() -> None:
     out: list[h.Row] = [
         h.Row(
             id="1 ctx",
-            what="SQL statements per request",
+            what="round trips to PostgreSQL per request",
             baseline=f"bare view {len(sql['bare'])}",
             measured=f"predict {len(sql['predict'])}",
             delta=f"+{len(sql['predict']) - len(sql['bare'])} round trips",

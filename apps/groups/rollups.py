@@ -27,17 +27,19 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _REFRESH_SQL = """
 WITH hours AS (
-    SELECT DISTINCT date_trunc('hour', ts) AS h FROM {table}
-    WHERE ts >= %(since)s
-       OR (ts >= %(lookback)s AND feedback_at >= %(since)s)
+    -- new rows (the ts index) and rows with late feedback (the feedback_at index)
+    SELECT date_trunc('hour', ts) AS h FROM {table} WHERE ts >= %(since)s
+    UNION
+    SELECT date_trunc('hour', ts) FROM {table}
+    WHERE feedback_at >= %(since)s AND feedback_at IS NOT NULL AND ts >= %(lookback)s
 ),
 r AS (
-    SELECT member_id, version_id, role, status, latency_ms, output, feedback, ts,
-           date_trunc('hour', ts) AS h
-    FROM {table}
-    WHERE ts >= (SELECT min(h) FROM hours)
-      AND date_trunc('hour', ts) IN (SELECT h FROM hours)
-      AND member_id IS NOT NULL
+    -- each touched hour read by its own ts range: no scan between distant hours
+    SELECT t.member_id, t.version_id, t.role, t.status, t.latency_ms, t.output,
+           t.feedback, t.ts, hours.h
+    FROM hours JOIN {table} t
+      ON t.ts >= hours.h AND t.ts < hours.h + interval '1 hour'
+    WHERE t.member_id IS NOT NULL
 ),
 hist AS (
     SELECT member_id, h, jsonb_object_agg(b, n) AS hist FROM (

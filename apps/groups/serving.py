@@ -494,7 +494,7 @@ def _explain_inline(version: ServingVersion, inputs: Any) -> tuple[Any, str | No
 
     rows = inputs if isinstance(inputs, list) else [inputs]
     try:
-        explained = explain_rows(version.id, rows)
+        explained = explain_rows(version.id, rows, serving=version)
     except ExplanationUnavailable as exc:
         return None, str(exc)
     importance_add(version.id, explained)

@@ -224,22 +224,32 @@ def explainer_cache_clear() -> None:
     _explainers.clear()
 
 
-def explainer_for_version(version_id: int) -> VersionExplainer:
-    """The cached explainer of a local version (built on first use)."""
+def explainer_for_version(
+    version_id: int,
+    *,
+    model_file: Any = None,
+    schema: list[dict[str, Any]] | None = None,
+) -> VersionExplainer:
+    """The cached explainer of a local version (built on first use). The serving
+    path passes the model artifact and input schema it already holds, so a cached
+    explainer costs no query; otherwise both are read."""
     from apps.groups.serving import _matrix
     from apps.registry.artifacts import artifact_load, artifact_read_verified
     from apps.registry.models import ModelArtifact, ModelVersion
 
-    version = ModelVersion.objects.get(pk=version_id)
-    artifacts = {a.role: a for a in ModelArtifact.objects.filter(version_id=version_id)}
-    model_file = artifacts.get(ModelArtifact.Role.MODEL)
+    if model_file is None or schema is None:
+        version = ModelVersion.objects.get(pk=version_id)
+        schema = list(version.input_schema or [])
+        model_file = ModelArtifact.objects.filter(
+            version_id=version_id, role=ModelArtifact.Role.MODEL
+        ).first()
     if model_file is None or model_file.format != ModelArtifact.Format.SKOPS:
         raise ExplanationUnavailable("only scikit-learn (skops) versions are explained")
     key = (current_schema(), version_id, model_file.sha256)
     cached = _explainers.get(key)
     if cached is not None:
         return cached
-    schema = list(version.input_schema or [])
+    artifacts = {a.role: a for a in ModelArtifact.objects.filter(version_id=version_id)}
     if any(f.get("type") not in ("number", "integer") for f in schema):
         raise ExplanationUnavailable("only numeric feature schemas are explained")
     background = None
@@ -256,12 +266,25 @@ def explainer_for_version(version_id: int) -> VersionExplainer:
 
 
 @timed_explanation
-def explain_rows(version_id: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def explain_rows(
+    version_id: int, rows: list[dict[str, Any]], *, serving: Any = None
+) -> list[dict[str, Any]]:
+    """SHAP values of rows for a version. `serving` (the serving path's
+    ServingVersion) supplies the artifact and schema already in memory."""
     from apps.groups.serving import _matrix
     from apps.registry.models import ModelVersion
 
-    explainer = explainer_for_version(version_id)
-    schema = ModelVersion.objects.values_list("input_schema", flat=True).get(
-        pk=version_id
-    )
-    return explainer.explain(_matrix(list(schema), rows))
+    if serving is not None and serving.artifact is not None:
+        schema = list(serving.input_schema)
+        explainer = explainer_for_version(
+            version_id, model_file=serving.artifact, schema=schema
+        )
+    else:
+        explainer = explainer_for_version(version_id)
+        schema = list(
+            ModelVersion.objects.values_list("input_schema", flat=True).get(
+                pk=version_id
+            )
+            or []
+        )
+    return explainer.explain(_matrix(schema, rows))

@@ -111,6 +111,12 @@ def provision(
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (member_id, ts)").format(
             _ident(f"{name}_member_ts"), _ident(schema, name)
         ),
+        # Late feedback: the rollup refresh finds the hours whose rows got feedback
+        # since its watermark through this index instead of reading 30 days of rows.
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (feedback_at) "
+            "WHERE feedback_at IS NOT NULL"
+        ).format(_ident(feedback_index_name(group_id)), _ident(schema, name)),
     ]
     with connection.cursor() as cursor:
         for statement in statements:
@@ -165,6 +171,52 @@ def ensure_partitions(
             cursor.execute("TRUNCATE _moved")
             created.append(part)
     return created
+
+
+def feedback_index_name(group_id: int) -> str:
+    return f"{table_name(group_id)}_fb"
+
+
+def ensure_feedback_index(group_id: int) -> bool:
+    """Give a table made before the late-feedback index existed that index, without
+    blocking its writers: an invalid index on the parent only, then each partition's
+    index built CONCURRENTLY and attached (the parent's becomes valid with the last).
+    Inside a transaction (tests) the plain statement is used. True when built."""
+    schema = _schema()
+    name = feedback_index_name(group_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f'"{schema}"."{name}"'])
+        if cursor.fetchone()[0]:
+            return False
+        table = _ident(schema, table_name(group_id))
+        if connection.in_atomic_block:
+            cursor.execute(
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (feedback_at) "
+                    "WHERE feedback_at IS NOT NULL"
+                ).format(_ident(name), table)
+            )
+            return True
+        cursor.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON ONLY {} (feedback_at) "
+                "WHERE feedback_at IS NOT NULL"
+            ).format(_ident(name), table)
+        )
+        for part in [*partitions(group_id), default_partition_name(group_id)]:
+            part_index = f"{part}_fb"
+            cursor.execute(
+                sql.SQL(
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (feedback_at) "
+                    "WHERE feedback_at IS NOT NULL"
+                ).format(_ident(part_index), _ident(schema, part))
+            )
+            cursor.execute(
+                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+                    _ident(schema, name), _ident(schema, part_index)
+                )
+            )
+    return True
 
 
 def partitions(group_id: int) -> list[str]:

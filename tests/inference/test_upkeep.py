@@ -81,3 +81,41 @@ def test_status_command_reports_default_partition_rows(tenant_a, capsys):
     assert "default partition" in captured.err
     call_command("provision_inference_tables")
     assert f"alpha\treported\tinference_log_g{group.pk}" in capsys.readouterr().out
+
+
+def test_upkeep_gives_an_older_table_its_feedback_index_without_blocking_writers(
+    django_db_setup, django_db_blocker
+):
+    """Outside a transaction, as the scheduled task runs: per-partition indexes built
+    CONCURRENTLY and attached; the parent's index ends valid."""
+    from django.db import connection
+
+    group_id = 990_000 + timezone.now().microsecond % 9_999
+    name = tables.table_name(group_id)
+    with django_db_blocker.unblock(), schema_context("alpha"):
+        tables.provision(group_id, ahead=2)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP INDEX "alpha"."{name}_fb"')
+            assert tables.ensure_feedback_index(group_id) is True
+            assert tables.ensure_feedback_index(group_id) is False  # idempotent
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c "
+                    "ON c.oid = i.indexrelid JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = 'alpha' "
+                    "AND c.relname = %s",
+                    [f"{name}_fb"],
+                )
+                assert cursor.fetchone() == (True,)
+                cursor.execute(
+                    "SELECT count(*) FROM pg_indexes WHERE schemaname = 'alpha' "
+                    "AND tablename LIKE %s AND indexdef LIKE '%%(feedback_at)%%'",
+                    [f"{name}%"],
+                )
+                # the parent, the default partition and today + 2 days ahead
+                assert cursor.fetchone()[0] == 1 + 1 + 3
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP TABLE IF EXISTS "alpha"."{name}" CASCADE')
+            connection.set_schema_to_public()
