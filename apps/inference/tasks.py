@@ -81,12 +81,20 @@ def explain_pending(
                     position += count
                     value = chunk if isinstance(given, list) else chunk[0]
                     updates.append((Jsonb(value), request_id, ts))
-            cursor.executemany(
+            # One statement for the batch: the rows' keys and values as arrays.
+            cursor.execute(
                 sql.SQL(
-                    "UPDATE {} SET explanation = %s, explain_requested = false "
-                    "WHERE request_id = %s AND ts = %s"
+                    "UPDATE {} AS t SET explanation = u.explanation, "
+                    "explain_requested = false "
+                    "FROM unnest(%s::jsonb[], %s::uuid[], %s::timestamptz[]) "
+                    "AS u(explanation, request_id, ts) "
+                    "WHERE t.request_id = u.request_id AND t.ts = u.ts"
                 ).format(table),
-                updates,  # type: ignore[arg-type]
+                [
+                    [u[0] for u in updates],
+                    [u[1] for u in updates],
+                    [u[2] for u in updates],
+                ],
             )
             done += len(updates)
     return done
