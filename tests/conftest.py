@@ -63,10 +63,12 @@ def _back_to_public() -> Iterator[None]:
     # What a process trusts for a second or two (routes, verified keys) must not
     # outlive the test whose rolled-back transaction created it.
     from apps.accounts.authentication import _verified
+    from apps.accounts.throttling import _leases
     from apps.groups.serving import clear_route_cache
 
     clear_route_cache()
     _verified.clear()
+    _leases.clear()
 
 
 @pytest.fixture

@@ -1,12 +1,20 @@
 """Per-caller throttling of the prediction doors: a fixed-window counter per
 (scope, API key or user) in the tenant's own schema, shared by every web process and
-node through PostgreSQL (one statement per request, no process memory involved).
+node through PostgreSQL.
+
+A process does not ask the database on every request: it leases a share of the
+budget (a hundredth of the limit, at least one request) with one upsert and spends
+it locally; only when the lease is spent does it go back. Leased requests count
+against the budget whether or not they are used, so the shared limit is never
+exceeded; a busy caller costs one round trip per lease, a limit of a few requests
+per window is exact.
 
 A fixed window lets a caller spend its budget at the end of one window and again at
 the start of the next: at most twice the rate over any span of one window."""
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -17,31 +25,42 @@ from rest_framework.throttling import SimpleRateThrottle
 from apps.accounts.authentication import ApiKeyPrincipal
 from apps.core.db import current_schema, is_public_schema
 
+# A lease is this fraction of the window's limit (at least one request).
+LEASE_FRACTION = 100
+
 
 @lru_cache(maxsize=1024)
-def _hit_statement(schema: str) -> sql.Composed:
+def _lease_statement(schema: str) -> sql.Composed:
     return sql.SQL(
         "INSERT INTO {table} AS t (scope, ident, window_start, hits) "
-        "VALUES (%s, %s, %s, 1) "
+        "VALUES (%(scope)s, %(ident)s, %(window)s, %(want)s) "
         "ON CONFLICT (scope, ident) DO UPDATE SET "
         "hits = CASE WHEN t.window_start = EXCLUDED.window_start "
-        "THEN t.hits + 1 ELSE 1 END, "
+        "THEN t.hits + %(want)s ELSE %(want)s END, "
         "window_start = EXCLUDED.window_start "
         "RETURNING hits"
     ).format(table=sql.Identifier(schema, "accounts_throttlewindow"))
 
 
-def throttle_hit(scope: str, ident: str, window: int) -> int:
-    """Count one request of `ident` in `window` and return the window's count so far.
-    Sent on the request's connection without a search_path round trip (the
-    statement names its schema)."""
-    statement = _hit_statement(current_schema())
+def throttle_lease(scope: str, ident: str, window: int, want: int, limit: int) -> int:
+    """Take up to `want` requests of `ident`'s budget in `window`; returns how many
+    were granted (0 when the budget is spent). One statement, sent on the request's
+    connection without a search_path round trip (it names its schema)."""
+    statement = _lease_statement(current_schema())
     connection.ensure_connection()
     raw = connection.connection
     assert raw is not None
+    params = {"scope": scope, "ident": ident, "window": window, "want": want}
     with connection.wrap_database_errors:
-        row = raw.execute(statement, [scope, ident, window]).fetchone()
-    return int(row[0]) if row else 0
+        row = raw.execute(statement, params).fetchone()
+    after = int(row[0]) if row else want
+    return max(0, min(want, limit - (after - want)))
+
+
+# (schema, scope, ident) -> [window, requests left of this process's lease]
+_leases: dict[tuple[str, str, str], list[int]] = {}
+_leases_lock = threading.Lock()
+_LEASES_MAX = 10_000
 
 
 class PredictRateThrottle(SimpleRateThrottle):
@@ -61,9 +80,22 @@ class PredictRateThrottle(SimpleRateThrottle):
         ident = self.get_cache_key(request, view)
         if ident is None:
             return True
+        ident = ident[:200]
         now = self.timer()
         window = int(now // self.duration)
-        if throttle_hit(self.scope, ident[:200], window) <= self.num_requests:
+        key = (current_schema(), self.scope, ident)
+        with _leases_lock:
+            lease = _leases.get(key)
+            if lease is not None and lease[0] == window and lease[1] > 0:
+                lease[1] -= 1
+                return True
+        want = max(1, self.num_requests // LEASE_FRACTION)
+        granted = throttle_lease(self.scope, ident, window, want, self.num_requests)
+        if granted > 0:
+            with _leases_lock:
+                if len(_leases) >= _LEASES_MAX:
+                    _leases.clear()
+                _leases[key] = [window, granted - 1]
             return True
         self.wait_seconds = (window + 1) * self.duration - now
         return False

@@ -14,6 +14,14 @@ PREDICT = f"/api/v1/groups/{DEMO_GROUP}/predict/"
 
 
 @pytest.fixture
+def in_alpha(tenant_a):  # type: ignore[no-untyped-def]
+    from django_tenants.utils import schema_context
+
+    with schema_context("alpha"):
+        yield
+
+
+@pytest.fixture
 def three_a_minute(monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(PredictRateThrottle, "rate", "3/min", raising=False)
     clock = {"now": 1_000_040.0}  # 20 s into a minute (1,000,020 is one)
@@ -55,3 +63,54 @@ def test_each_key_and_each_tenant_has_its_own_budget(
     with schema_context("beta"), connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM accounts_throttlewindow")
         assert cursor.fetchone()[0] == 0
+
+
+def _allow(ip: str, rate: str, monkeypatch) -> bool:  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import AnonymousUser
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    monkeypatch.setattr(PredictRateThrottle, "rate", rate, raising=False)
+    request = Request(RequestFactory().post("/p", REMOTE_ADDR=ip))
+    request.user = AnonymousUser()
+    return PredictRateThrottle().allow_request(request, None)
+
+
+def _hits(ip: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT hits FROM accounts_throttlewindow WHERE ident = %s", [f"ip:{ip}"]
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_busy_caller_leases_a_hundredth_of_its_budget_per_round_trip(
+    tenant_a, monkeypatch, in_alpha
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ip = "10.9.9.1"
+    assert _allow(ip, "1000/day", monkeypatch)
+    assert _hits(ip) == 10  # one lease of 10 taken
+    with CaptureQueriesContext(connection) as queries:
+        assert all(_allow(ip, "1000/day", monkeypatch) for _ in range(9))
+    assert len(queries) == 0 and _hits(ip) == 10  # spent locally
+    assert _allow(ip, "1000/day", monkeypatch)
+    assert _hits(ip) == 20  # the next lease
+
+
+def test_leases_never_let_the_shared_budget_be_exceeded(
+    tenant_a, monkeypatch, in_alpha
+):
+    from apps.accounts.throttling import _leases
+
+    ip = "10.9.9.2"
+    admitted = 0
+    for _ in range(400):
+        _leases.clear()  # as if every request reached another process
+        admitted += _allow(ip, "250/day", monkeypatch)
+    # each fresh process leases 2 and spends 1: the budget runs out early, never over
+    assert 0 < admitted <= 250
