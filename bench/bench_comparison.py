@@ -368,7 +368,8 @@ def main() -> None:
                     )
                 )
                 meta[f"comparison_{size}"] = results
-                if size == max(s for s in sizes if s <= 1_000_000):
+                small = [s for s in sizes if s <= 1_000_000]
+                if small and size == max(small):
                     out.append(drilldown(raw, table, group, inference_list, meta, size))
         finally:
             clear()

@@ -25,21 +25,24 @@ COMMIT_LAG = timedelta(minutes=2)
 FEEDBACK_LOOKBACK = timedelta(days=30)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# The hours to recompute: hours with new rows (the ts index) and hours whose rows got
+# feedback since the watermark (the partial feedback_at index), each found by index.
+_HOURS_SQL = """
+SELECT date_trunc('hour', ts) AS h FROM {table} WHERE ts >= %(since)s
+UNION
+SELECT date_trunc('hour', ts) FROM {table}
+WHERE feedback_at >= %(since)s AND feedback_at IS NOT NULL AND ts >= %(lookback)s
+ORDER BY 1
+"""
+
+# Their rows, read by contiguous spans of hours ({spans}: "ts >= a AND ts < b" terms
+# joined by OR), so that a late label on an old hour does not read every hour since.
 _REFRESH_SQL = """
-WITH hours AS (
-    -- new rows (the ts index) and rows with late feedback (the feedback_at index)
-    SELECT date_trunc('hour', ts) AS h FROM {table} WHERE ts >= %(since)s
-    UNION
-    SELECT date_trunc('hour', ts) FROM {table}
-    WHERE feedback_at >= %(since)s AND feedback_at IS NOT NULL AND ts >= %(lookback)s
-),
-r AS (
-    -- each touched hour read by its own ts range: no scan between distant hours
-    SELECT t.member_id, t.version_id, t.role, t.status, t.latency_ms, t.output,
-           t.feedback, t.ts, hours.h
-    FROM hours JOIN {table} t
-      ON t.ts >= hours.h AND t.ts < hours.h + interval '1 hour'
-    WHERE t.member_id IS NOT NULL
+WITH r AS (
+    SELECT member_id, version_id, role, status, latency_ms, output, feedback, ts,
+           date_trunc('hour', ts) AS h
+    FROM {table}
+    WHERE ({spans}) AND member_id IS NOT NULL
 ),
 hist AS (
     SELECT member_id, h, jsonb_object_agg(b, n) AS hist FROM (
@@ -80,6 +83,17 @@ FROM agg LEFT JOIN hist USING (member_id, h)
 """
 
 
+def hour_spans(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Sorted hour starts merged into [start, end) spans of consecutive hours."""
+    spans: list[tuple[datetime, datetime]] = []
+    for hour in hours:
+        if spans and spans[-1][1] == hour:
+            spans[-1] = (spans[-1][0], hour + timedelta(hours=1))
+        else:
+            spans.append((hour, hour + timedelta(hours=1)))
+    return spans
+
+
 def _dense(hist: Any) -> list[int]:
     sparse = json.loads(hist) if isinstance(hist, str) else (hist or {})
     out = [0] * stats.HIST_SIZE
@@ -109,19 +123,24 @@ def rollups_refresh(*, group: ModelGroup, since: datetime | None = None) -> int:
         _db_now()
     )  # taken first: rows committed during the refresh are re-read next time
     start = since if since is not None else mark.watermark - COMMIT_LAG
-    query = sql.SQL(_REFRESH_SQL).format(
-        table=sql.Identifier(schema, table_name(group.pk))
-    )
+    table = sql.Identifier(schema, table_name(group.pk))
     with connection.cursor() as cursor:
         cursor.execute(
-            query,
-            {
-                "since": start,
-                "lookback": min(start, now - FEEDBACK_LOOKBACK),
-                "bounds": list(stats.LATENCY_BOUNDS_MS),
-            },
+            sql.SQL(_HOURS_SQL).format(table=table),
+            {"since": start, "lookback": min(start, now - FEEDBACK_LOOKBACK)},
         )
-        rows = cursor.fetchall()
+        spans = hour_spans([row[0] for row in cursor.fetchall()])
+        rows: list[Any] = []
+        if spans:
+            terms = sql.SQL(" OR ").join(
+                sql.SQL("(ts >= {} AND ts < {})").format(sql.Literal(a), sql.Literal(b))
+                for a, b in spans
+            )
+            cursor.execute(
+                sql.SQL(_REFRESH_SQL).format(table=table, spans=terms),
+                {"bounds": list(stats.LATENCY_BOUNDS_MS)},
+            )
+            rows = cursor.fetchall()
     objects = [
         MemberRollup(
             group=group,

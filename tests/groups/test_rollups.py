@@ -193,7 +193,7 @@ def test_the_schedules_exist_every_five_minutes(db):
     }
 
 
-def test_a_refresh_reads_the_table_with_one_aggregate_statement(
+def test_a_refresh_finds_the_hours_then_reads_them_with_one_aggregate_statement(
     demo_group,  # noqa: F811
 ):
     from django.db import connection
@@ -217,4 +217,25 @@ def test_a_refresh_reads_the_table_with_one_aggregate_statement(
         for q in queries.captured_queries
         if table in q["sql"] and "to_regclass" not in q["sql"]
     ]
-    assert len(reads) == 1 and "width_bucket" in reads[0]
+    assert len(reads) == 2
+    assert "UNION" in reads[0] and "width_bucket" in reads[1]
+    # the three touched hours are consecutive: one span
+    assert reads[1].count("ts >= ") == 1
+    # nothing new: the hours query alone, no aggregate
+    with schema_context("alpha"), CaptureQueriesContext(connection) as queries:
+        assert rollups_refresh(group=demo_group) >= 0
+    assert not [q for q in queries.captured_queries if "width_bucket" in q["sql"]]
+
+
+def test_touched_hours_are_read_as_merged_spans():
+    from datetime import UTC, datetime, timedelta
+
+    from apps.groups.rollups import hour_spans
+
+    h = datetime(2026, 11, 1, tzinfo=UTC)
+    hours = [h, h + timedelta(hours=1), h + timedelta(hours=2), h + timedelta(hours=9)]
+    assert hour_spans(hours) == [
+        (h, h + timedelta(hours=3)),
+        (h + timedelta(hours=9), h + timedelta(hours=10)),
+    ]
+    assert hour_spans([]) == []
