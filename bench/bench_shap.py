@@ -4,9 +4,10 @@ challenger: GradientBoostingClassifier, 60 trees, on the breast-cancer data).
 Per request, one row, timed per call in alternating rounds:
   predict      the model's own `predict_proba` on a one-row matrix (the baseline; the
                same in-memory model the product loads, through `artifact_load`)
-  explain      `apps.inference.explain.explain_rows(version_id, [row])`: what the
-               inline `explain: true` path computes (explainer from the per-process
-               cache, the version's schema read, the matrix, TreeExplainer)
+  explain      `apps.inference.explain.explain_rows(version_id, [row], serving=...)`:
+               what the inline `explain: true` path computes, with the version the
+               serving route holds (explainer from the per-process cache, the
+               matrix, TreeExplainer)
   shap only    context: the cached explainer on the prebuilt one-row matrix (no
                database, no matrix building)
 
@@ -53,7 +54,7 @@ def main() -> None:
     from psycopg import sql
 
     from apps.groups.models import Membership
-    from apps.groups.serving import _matrix
+    from apps.groups.serving import _matrix, group_route
     from apps.inference.explain import explain_rows, explainer_for_version
     from apps.inference.tables import table_name
     from apps.inference.tasks import explain_pending
@@ -76,6 +77,7 @@ def main() -> None:
         explainer = explainer_for_version(version.pk)
         assert explainer.method == "tree", (kind, explainer.method)
         schema = list(version.input_schema)
+        serving = group_route(member.group.slug).versions[version.pk]
         one_rows = [[r] for r in rows[:50]]
         one_matrices = [_matrix(schema, r) for r in one_rows]
 
@@ -95,7 +97,7 @@ def main() -> None:
             {
                 "predict": lambda: per_call_us(model.predict_proba, one_matrices),
                 "explain": lambda: per_call_us(
-                    lambda r: explain_rows(version.pk, r), one_rows
+                    lambda r: explain_rows(version.pk, r, serving=serving), one_rows
                 ),
                 "shap_only": lambda: per_call_us(explainer.explain, one_matrices),
             },
@@ -103,7 +105,10 @@ def main() -> None:
                 per_call_us(f, i)
                 for f, i in (
                     (model.predict_proba, one_matrices),
-                    (lambda r: explain_rows(version.pk, r), one_rows),
+                    (
+                        lambda r: explain_rows(version.pk, r, serving=serving),
+                        one_rows,
+                    ),
                 )
             ],
             label="shap per request",
