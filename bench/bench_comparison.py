@@ -1,4 +1,4 @@
-"""Item 4 of issue #9: the group comparison over 30 days of logged rows (1M and 10M),
+"""Benchmark item 4: the group comparison over 30 days of logged rows (1M and 10M),
 against raw SQL computing the same numbers over the raw table, and the inference
 browser's drill-down of the last 24 hours (1M) against the same query in raw SQL.
 

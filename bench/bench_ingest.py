@@ -1,4 +1,4 @@
-"""Item 3 of issue #9: log ingest through ModelHub's writer into a partitioned group
+"""Benchmark item 3: log ingest through ModelHub's writer into a partitioned group
 table, against raw psycopg COPY into the same table.
 
   copy       one COPY ... FROM STDIN of N rows, one transaction (the baseline)

@@ -1,4 +1,4 @@
-"""Item 8 of issue #9: memory of a web worker holding 10 loaded versions, over N
+"""Benchmark item 8: memory of a web worker holding 10 loaded versions, over N
 requests (100k; 10k with --quick).
 
 One gunicorn worker (config.settings.bench, 1 worker x 4 threads, logging on: with

@@ -1,4 +1,4 @@
-"""Item 9 of issue #9: the OpenAI-compatible door with a local fake provider, against
+"""Benchmark item 9: the OpenAI-compatible door with a local fake provider, against
 the fake provider called directly.
 
 A fake OpenAI server (http.server, HTTP/1.1 keep-alive, a fixed chat.completion) runs

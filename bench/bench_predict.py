@@ -1,4 +1,4 @@
-"""Items 1 and 2 of issue #9: the predict endpoint against a bare Django view, and
+"""Benchmark items 1 and 2: the predict endpoint against a bare Django view, and
 logging's cost, at concurrency 1 and 8.
 
 Two gunicorn servers (config.settings.bench, 2 workers x 4 threads each) run side by

@@ -1,5 +1,5 @@
-"""Item 7 of issue #9: the job queue, tenant creation and `migrate_schemas` over many
-tenants. Absolute figures (the issue names no baseline for them); the queue's poll
+"""Benchmark item 7: the job queue, tenant creation and `migrate_schemas` over many
+tenants. Absolute figures (there is no baseline for them); the queue's poll
 interval, which bounds the latency from below, is printed with them.
 
   queue       a real `manage.py qcluster` (django-q2, ORM broker, the project's

@@ -1,4 +1,4 @@
-"""Item 6 of issue #9: the routing decision against an empty function call, and the
+"""Benchmark item 6: the routing decision against an empty function call, and the
 observed split of 100k draws against the binomial 99.9 % interval.
 
 `apps.groups.routing` is pure: no database, no server. The table is the demo group's

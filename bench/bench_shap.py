@@ -1,4 +1,4 @@
-"""Item 5 of issue #9: SHAP explanations of the demo group's tree model (the
+"""Benchmark item 5: SHAP explanations of the demo group's tree model (the
 challenger: GradientBoostingClassifier, 60 trees, on the breast-cancer data).
 
 Per request, one row, timed per call in alternating rounds:

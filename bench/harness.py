@@ -1,4 +1,4 @@
-"""Shared machinery of the benchmarks (issue #9).
+"""Shared machinery of the benchmarks.
 
 - the bench database `modelhub_bench` on the same PostgreSQL as the project (the
   embedded cluster in .pgdata unless DATABASE_URL names a server), migrated with
@@ -47,7 +47,7 @@ BENCH_DB = "modelhub_bench"
 TENANT = "bench"
 HOST = "bench.localhost"
 PYTHON = sys.executable
-# Rounds of every A/B comparison; the issue asks for at least five.
+# Rounds of every A/B comparison; at least five.
 ROUNDS = 5
 
 

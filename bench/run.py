@@ -1,4 +1,4 @@
-"""`make bench` / `make bench-quick`: every benchmark of issue #9 that has code to
+"""`make bench` / `make bench-quick`: every benchmark that has code to
 measure, one table, bench/results/latest.json.
 
 Creates the bench database `modelhub_bench` (fresh) on the project's PostgreSQL

@@ -149,7 +149,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         )
     elif isinstance(exc, DataError):
         # A value the database cannot hold, e.g. a filter's timestamp with a +17:26
-        # offset (PostgreSQL allows +-15:59): bad input, not a server error (#10 fuzz).
+        # offset (PostgreSQL allows +-15:59): bad input, not a server error (found by API fuzzing).
         exc = exceptions.ValidationError(
             {"query": ["A value is outside the range the database accepts."]}
         )

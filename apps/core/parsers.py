@@ -10,7 +10,7 @@ from rest_framework.exceptions import ParseError
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, with too deep nesting as a 400 instead of a RecursionError
-    (500): `[[[...]]]` 100,000 deep fits in any body limit (issue #10 item 7)."""
+    (500): `[[[...]]]` 100,000 deep fits in any body limit."""
 
     def parse(
         self, stream: Any, media_type: Any = None, parser_context: Any = None

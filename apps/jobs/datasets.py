@@ -189,7 +189,7 @@ def dataset_create(*, file: File, actor: Any, name: str = "") -> Dataset:
         return _store(
             schema, data, digest.hexdigest(), original, name, actor, jsonl_inspect(data)
         )
-    # Counted on the header line first: pandas takes ~25 s to refuse 10^6 columns (#10).
+    # Counted on the header line first: pandas takes ~25 s to refuse 10^6 columns.
     if _header_columns(data) > max_columns():
         raise _refuse(f"The file has more than {max_columns()} columns.")
     frame = read_frame(data)

@@ -315,7 +315,7 @@ TRANSFORM_STORED_INPUT_BYTES = env.int(
 TRANSFORM_LLM_CONCURRENCY = env.int("TRANSFORM_LLM_CONCURRENCY", default=4)
 
 # Successful predictions are logged (write-through). Off only to measure what logging
-# costs (bench/bench_predict.py, issue #9 item 2); failed attempts are always logged.
+# costs (bench/bench_predict.py, item 2); failed attempts are always logged.
 INFERENCE_LOGGING = env.bool("INFERENCE_LOGGING", default=True)
 
 # The predict hot path trusts what a process read this recently without asking the

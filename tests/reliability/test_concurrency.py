@@ -1,4 +1,4 @@
-"""Concurrency (issue #10 item 9). Ten concurrent promotions leave one champion:
+"""Concurrency (reliability item 9). Ten concurrent promotions leave one champion:
 tests/groups/test_promotion.py. Here: concurrent weight edits on committed data never
 break sum-to-100, and 10,000 tenant switches with rollbacks inside nested atomic
 blocks never leave the connection in the wrong schema."""

@@ -1,4 +1,4 @@
-"""API fuzzing with schemathesis against /api/schema/ (issue #10 item 2): with a
+"""API fuzzing with schemathesis against /api/schema/ (reliability item 2): with a
 manage key and seeded objects, >= 1,000 generated requests give 0 server errors and
 0 response-schema violations, and the same requests without a key are never accepted.
 

@@ -1,5 +1,5 @@
 """Resource limits: whatever the size or shape of a hostile request, the answer is a
-4xx with the error envelope within a second, never a 500 (issue #10 item 7)."""
+4xx with the error envelope within a second, never a 500 (reliability item 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tenant isolation of background work, runtime tables and files (issue #10 item 1;
+"""Tenant isolation of background work, runtime tables and files (reliability item 1;
 the route matrix is tests/reliability/test_isolation_matrix.py)."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class PayloadField(serializers.JSONField):
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
         # A form field "null" decodes to None after DRF's null check: the stored
-        # input is NOT NULL, so this was a 500 (found by the #10 fuzz run).
+        # input is NOT NULL, so this was a 500 (found by API fuzzing).
         if value is None:
             raise serializers.ValidationError("This field may not be null.")
         return value
