@@ -12,9 +12,7 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django_tenants.utils import schema_context
+
+from tests.servers import free_port, gunicorn_command
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts" / "browser"
@@ -57,12 +57,6 @@ class Live:
             timeout=30,
             trust_env=False,
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def subprocess_env(application_name: str) -> dict[str, str]:
@@ -145,25 +139,12 @@ def live(
     admin_email = f"admin@{host}"
     with django_db_blocker.unblock():
         env = subprocess_env(f"{slug}-web")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "gunicorn.log"
     # The server boots while the tenant is made: it finds tenants per request.
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "--threads",
-                "8",
-                "--timeout",
-                "60",
-            ],
+            gunicorn_command(port, threads=8, timeout=60),
             cwd=Path(settings.BASE_DIR),
             env=env,
             stdout=out,

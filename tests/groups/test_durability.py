@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,12 +20,7 @@ from django_tenants.utils import schema_context
 from apps.accounts.services import api_key_create
 from apps.tenants.demo import DEMO_GROUP, demo_rows, seed_demo_content
 from apps.tenants.services import tenant_create, tenant_delete
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servers import free_port, gunicorn_command
 
 
 @pytest.mark.worker
@@ -60,27 +53,14 @@ def test_killing_a_web_worker_loses_no_acknowledged_row(
 
 def _run_and_kill(key: str) -> tuple[set[str], list[int], list[int]]:
     db = connection.settings_dict
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
     }
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--timeout",
-            "30",
-        ],
+        gunicorn_command(port),
         cwd=Path(settings.BASE_DIR),
         env=env,
         stdout=subprocess.DEVNULL,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from apps.core.context import new_request_id
 from apps.core.errors import api_exception_handler
 from apps.tenants.demo import DEMO_GROUP, demo_rows
 from tests.reliability.throwaway_pg import ThrowawayPostgres
+from tests.servers import free_port, gunicorn_command
 
 BASE_DIR = Path(settings.BASE_DIR)
 HOST = "demo.localhost"
@@ -97,12 +97,6 @@ def test_the_database_going_away_under_a_view_is_a_503(db, tenant_a, monkeypatch
 
 
 # --- the restart under load ------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -178,7 +172,7 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
         prepared = time.monotonic() - started
         ports = {}
         for commit in ("off", "on"):
-            ports[commit] = _free_port()
+            ports[commit] = free_port()
             servers.append(
                 _serve(
                     ports[commit], {**env, "INFERENCE_LOG_SYNCHRONOUS_COMMIT": commit}
@@ -235,20 +229,7 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
 
 def _serve(port: int, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--timeout",
-            "30",
-        ],
+        gunicorn_command(port),
         cwd=BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
