@@ -18,12 +18,11 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection
 from psycopg import sql
 from rest_framework.throttling import SimpleRateThrottle
 
 from apps.accounts.authentication import ApiKeyPrincipal
-from apps.core.db import current_schema, is_public_schema
+from apps.core.db import current_schema, is_public_schema, raw_execute
 
 # A lease is this fraction of the window's limit (at least one request).
 LEASE_FRACTION = 100
@@ -46,13 +45,8 @@ def throttle_lease(scope: str, ident: str, window: int, want: int, limit: int) -
     """Take up to `want` requests of `ident`'s budget in `window`; returns how many
     were granted (0 when the budget is spent). One statement, sent on the request's
     connection without a search_path round trip (it names its schema)."""
-    statement = _lease_statement(current_schema())
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
     params = {"scope": scope, "ident": ident, "window": window, "want": want}
-    with connection.wrap_database_errors:
-        row = raw.execute(statement, params).fetchone()
+    row = raw_execute(_lease_statement(current_schema()), params).fetchone()
     after = int(row[0]) if row else want
     return max(0, min(want, limit - (after - want)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -59,3 +60,15 @@ def analytics_cursor() -> Iterator[CursorWrapper]:
     """A cursor for raw analytics SQL on `analytics_alias()` (the tenant's schema)."""
     with connections[analytics_alias()].cursor() as cursor:
         yield cursor
+
+
+def raw_execute(statement: Any, params: Any = None) -> Any:
+    """Run one statement on the request's connection as psycopg sends it, without
+    the search_path round trip django-tenants adds to every Django cursor: the
+    statement must name its schema. Errors arrive as Django's database errors.
+    Returns the psycopg cursor (fetch from it at once)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    with connection.wrap_database_errors:
+        return raw.execute(statement, params)

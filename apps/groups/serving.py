@@ -282,7 +282,7 @@ def invoke_provider(version: ServingVersion, payload: dict[str, Any]) -> dict[st
         parameters=payload.get("parameters") or {},
     )
     try:
-        result = call_provider(provider, lambda c: c.invoke(request))
+        result = call_provider(provider, lambda c: c.invoke(request), fresh=True)
     except ProviderError as exc:
         raise InvocationError(exc.code, exc.message, exc.status_code) from exc
     return {

@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
+from psycopg import sql
 
+from apps.core.db import current_schema, raw_execute
 from apps.core.metrics import provider_call
 from apps.providers.connectors import connector_class
 from apps.providers.connectors.base import Connector, InvokeResult, ProviderSettings
@@ -88,9 +91,13 @@ def quota_check(provider: ProviderConfig) -> None:
         )
 
 
-def breaker_check(provider: ProviderConfig) -> None:
+def breaker_check(provider: ProviderConfig, *, fresh: bool = False) -> None:
+    """Refuse while the breaker is open. `fresh`: the caller read the provider row
+    just now, so its state is current and not read again."""
     open_until = (
-        ProviderConfig.objects.filter(pk=provider.pk)
+        provider.circuit_open_until
+        if fresh
+        else ProviderConfig.objects.filter(pk=provider.pk)
         .values_list("circuit_open_until", flat=True)
         .first()
     )
@@ -159,26 +166,31 @@ def record_usage(
         Decimal(tokens_in) * provider.price_per_1k_input
         + Decimal(tokens_out) * provider.price_per_1k_output
     ) / 1000
-    table = ProviderUsage._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} AS u (provider_id, day, requests, errors, latency_ms_total, "  # noqa: S608
-            "tokens_in, tokens_out, cost) VALUES (%s, %s, 1, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (provider_id, day) DO UPDATE SET requests = u.requests + 1, "
-            "errors = u.errors + EXCLUDED.errors, "
-            "latency_ms_total = u.latency_ms_total + EXCLUDED.latency_ms_total, "
-            "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
-            "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost",
-            [
-                provider.pk,
-                timezone.localdate(),
-                int(error),
-                latency_ms,
-                tokens_in,
-                tokens_out,
-                cost,
-            ],
-        )
+    raw_execute(
+        _usage_statement(current_schema()),
+        [
+            provider.pk,
+            timezone.localdate(),
+            int(error),
+            latency_ms,
+            tokens_in,
+            tokens_out,
+            cost,
+        ],
+    )
+
+
+@lru_cache(maxsize=1024)
+def _usage_statement(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "INSERT INTO {} AS u (provider_id, day, requests, errors, latency_ms_total, "
+        "tokens_in, tokens_out, cost) VALUES (%s, %s, 1, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (provider_id, day) DO UPDATE SET requests = u.requests + 1, "
+        "errors = u.errors + EXCLUDED.errors, "
+        "latency_ms_total = u.latency_ms_total + EXCLUDED.latency_ms_total, "
+        "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
+        "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost"
+    ).format(sql.Identifier(schema, ProviderUsage._meta.db_table))
 
 
 def call_provider(
@@ -186,12 +198,16 @@ def call_provider(
     fn: Callable[[Connector], T],
     *,
     attempts: int | None = None,
+    fresh: bool = False,
 ) -> T:
-    """Run `fn(connector)` under every protection. Raises ProviderError only."""
+    """Run `fn(connector)` under every protection. Raises ProviderError only.
+    `fresh`: `provider` was read from the database just now (the serving path), so
+    its breaker state is used as it is, and a success resets the breaker only when
+    that row had failures."""
     if not provider.enabled:
         raise ProviderError("disabled")
     quota_check(provider)
-    breaker_check(provider)
+    breaker_check(provider, fresh=fresh)
     connector = connector_for(provider)
     secret = connector.config.api_key
     total = attempts if attempts is not None else provider.max_retries + 1
@@ -223,7 +239,8 @@ def call_provider(
             tokens_in=tokens_in,
             tokens_out=tokens_out,
         )
-        _breaker_record(provider, failed=False)
+        if not fresh or provider.consecutive_failures:
+            _breaker_record(provider, failed=False)
         provider_call(provider, "ok")
         return result
     raise AssertionError("unreachable")  # pragma: no cover

@@ -139,3 +139,36 @@ def test_openai_door_refuses_a_key_of_another_tenant(
         sdk(key).chat.completions.create(
             model="support-bot", messages=[{"role": "user", "content": "x"}]
         )
+
+
+def test_the_serving_path_uses_the_breaker_state_it_just_read(
+    llm_group, tenant_a, make_key, sdk
+):
+    """One provider read per call: no second read of the breaker, no reset update
+    after a success when there were no failures; an open breaker still refuses."""
+    from datetime import timedelta
+
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from apps.providers.models import ProviderConfig
+
+    _, key = make_key(tenant_a, scope="predict")
+    client = sdk(key)
+
+    def ask():  # type: ignore[no-untyped-def]
+        return client.chat.completions.create(
+            model="support-bot", messages=[{"role": "user", "content": "hi"}]
+        )
+
+    with CaptureQueriesContext(connection) as queries:
+        assert ask().choices[0].message.content.startswith("from")
+    provider_reads = [q for q in queries if "providers_providerconfig" in q["sql"]]
+    assert len(provider_reads) == 1, [q["sql"][:80] for q in provider_reads]
+    with schema_context("alpha"):
+        ProviderConfig.objects.update(
+            circuit_open_until=timezone.now() + timedelta(minutes=5)
+        )
+    with pytest.raises(openai.APIStatusError) as refused:
+        ask()
+    assert refused.value.status_code == 503
