@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.backends.utils import CursorWrapper
 from django_tenants.utils import get_public_schema_name
 
 
@@ -53,13 +50,6 @@ def analytics_alias() -> str:
         ):
             target.set_tenant(connection.tenant, include_public)  # type: ignore[attr-defined]
     return alias
-
-
-@contextmanager
-def analytics_cursor() -> Iterator[CursorWrapper]:
-    """A cursor for raw analytics SQL on `analytics_alias()` (the tenant's schema)."""
-    with connections[analytics_alias()].cursor() as cursor:
-        yield cursor
 
 
 def raw_execute(statement: Any, params: Any = None) -> Any:

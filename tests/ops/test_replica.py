@@ -377,15 +377,15 @@ def test_replica_reads_each_requests_own_tenant_schema(
     assert not listed & set(b.request_ids)
 
 
-def test_analytics_cursor_follows_the_default_connections_schema(
+def test_the_analytics_alias_follows_the_default_connections_schema(
     tenants: dict[str, Tenant], committed: None, on_replica: None
 ) -> None:
-    from apps.core.db import analytics_alias, analytics_cursor
+    from apps.core.db import analytics_alias
 
     for schema in ("replica_b", "replica_a", "replica_b"):
         with schema_context(schema):
             assert analytics_alias() == REPLICA
-            with analytics_cursor() as cursor:
+            with connections[REPLICA].cursor() as cursor:
                 cursor.execute("SELECT current_schema()")
                 assert cursor.fetchone()[0] == schema
                 assert cursor.db.alias == REPLICA
