@@ -2,6 +2,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db.models import Case, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -56,9 +57,16 @@ def _glance(group: ModelGroup, now: Any) -> dict[str, Any]:
 def dashboard(request: HttpRequest) -> HttpResponse:
     """What this organisation has, read from its schema; empty states say what to do."""
     now = timezone.now()
-    groups = list(ModelGroup.objects.order_by("status", "name")[:GLANCE_LIMIT])
-    order = {"active": 0, "paused": 1, "draft": 2, "archived": 3}
-    groups.sort(key=lambda g: (order.get(g.status, 4), g.name))
+    # Active first, then paused, draft, archived: ordered before the cut, so that
+    # archived groups never push live ones off the page.
+    rank = Case(
+        *(
+            When(status=status, then=Value(i))
+            for i, status in enumerate(("active", "paused", "draft", "archived"))
+        ),
+        default=Value(4),
+    )
+    groups = list(ModelGroup.objects.order_by(rank, "name")[:GLANCE_LIMIT])
     context = {
         "user_count": User.objects.filter(is_active=True).count(),
         "active_key_count": ApiKey.objects.filter(revoked=False).count(),

@@ -237,19 +237,24 @@ def explainer_for_version(
     from apps.registry.artifacts import artifact_load, artifact_read_verified
     from apps.registry.models import ModelArtifact, ModelVersion
 
+    artifacts: dict[str, Any] | None = None
     if model_file is None or schema is None:
         version = ModelVersion.objects.get(pk=version_id)
         schema = list(version.input_schema or [])
-        model_file = ModelArtifact.objects.filter(
-            version_id=version_id, role=ModelArtifact.Role.MODEL
-        ).first()
+        artifacts = {
+            a.role: a for a in ModelArtifact.objects.filter(version_id=version_id)
+        }
+        model_file = artifacts.get(ModelArtifact.Role.MODEL)
     if model_file is None or model_file.format != ModelArtifact.Format.SKOPS:
         raise ExplanationUnavailable("only scikit-learn (skops) versions are explained")
     key = (current_schema(), version_id, model_file.sha256)
     cached = _explainers.get(key)
     if cached is not None:
         return cached
-    artifacts = {a.role: a for a in ModelArtifact.objects.filter(version_id=version_id)}
+    if artifacts is None:
+        artifacts = {
+            a.role: a for a in ModelArtifact.objects.filter(version_id=version_id)
+        }
     if any(f.get("type") not in ("number", "integer") for f in schema):
         raise ExplanationUnavailable("only numeric feature schemas are explained")
     background = None

@@ -114,3 +114,22 @@ def test_a_group_without_traffic_shows_no_numbers(
     assert card["champion"] == "none"
     assert "No verdict: the group has no active champion." in html
     assert "Activate the group to serve it." in html
+
+
+def test_past_the_limit_live_groups_come_before_archived_ones(
+    tenant_a, make_user, page_client, monkeypatch
+) -> None:
+    from apps.core import views
+    from apps.groups.models import ModelGroup
+
+    monkeypatch.setattr(views, "GLANCE_LIMIT", 2)
+    with schema_context("alpha"):
+        ModelGroup.objects.create(name="A old", slug="a-old", status="archived")
+        ModelGroup.objects.create(name="B old", slug="b-old", status="archived")
+        ModelGroup.objects.create(name="Z draft", slug="z-draft", status="draft")
+        ModelGroup.objects.create(name="Y paused", slug="y-paused", status="paused")
+    html = (
+        page_client(tenant_a, make_user(tenant_a, "viewer")).get("/").content.decode()
+    )
+    shown = re.findall(r'data-group="([\w-]+)"', html)
+    assert shown == ["y-paused", "z-draft"]
