@@ -467,6 +467,7 @@ def test_comparison_api_gives_secondary_metrics_equal_to_sql_on_request(
     body = client.get(url, {"secondary": "true"}).json()
     since, until = parse_datetime(body["since"]), parse_datetime(body["until"])
     raw = _raw_pairs(demo_group.pk, since, until)
+    assert len(raw) == 2  # both members have labelled rows: the loop below runs
     assert set(raw) == {m["member_id"] for m in body["members"] if m["labelled"]}
     for member in body["members"]:
         if member["member_id"] not in raw:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from .conftest import MANAGE, PYTHON, database_url, free_port
+from tests.servers import free_port
+
+from .conftest import MANAGE, PYTHON, database_url
 
 ROOT = Path(MANAGE).parent
 

@@ -18,8 +18,9 @@ from django_tenants.utils import schema_context
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.core.tasks import tenant_async
+from tests.servers import free_port
 
-from .conftest import MANAGE, PYTHON, free_port
+from .conftest import MANAGE, PYTHON
 
 TOKEN = "multiprocess-scrape-token"
 CONF = str(Path(MANAGE).parent / "config" / "gunicorn.conf.py")
