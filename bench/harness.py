@@ -41,9 +41,13 @@ RESULTS_DIR = BENCH_DIR / "results"
 LATEST = RESULTS_DIR / "latest.json"
 # Runtime state (keys of the bench database, its API key, media, server logs):
 # under var/, which git ignores, and removed with the bench database.
-STATE_DIR = ROOT / "var" / "bench"
+# BENCH_DB_NAME lets two benchmark runs share a PostgreSQL server without sharing a
+# database (each name keeps its own state directory).
+BENCH_DB = os.environ.get("BENCH_DB_NAME", "modelhub_bench")
+STATE_DIR = (
+    ROOT / "var" / ("bench" if BENCH_DB == "modelhub_bench" else f"bench-{BENCH_DB}")
+)
 STATE_FILE = STATE_DIR / "state.json"
-BENCH_DB = "modelhub_bench"
 TENANT = "bench"
 HOST = "bench.localhost"
 PYTHON = sys.executable
