@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django_tenants.utils import get_public_schema_name
+from psycopg.pq import TransactionStatus
 
 
 def current_schema() -> str:
@@ -62,3 +63,35 @@ def raw_execute(statement: Any, params: Any = None) -> Any:
     assert raw is not None
     with connection.wrap_database_errors:
         return raw.execute(statement, params)
+
+
+def raw_commit(statement: Any, params: Any = None) -> None:
+    """Run one write in a transaction of its own, sent in one round trip.
+
+    BEGIN, the statement and COMMIT go out together (psycopg pipeline mode) on the
+    request's connection, like `raw_execute` without django-tenants' search_path
+    round trip: the statement must name its schema. Unless
+    `INFERENCE_LOG_SYNCHRONOUS_COMMIT` is "on", the commit does not wait for the WAL
+    flush (`SET LOCAL synchronous_commit`, this transaction only). Inside a caller's
+    transaction the statement simply joins it."""
+    if connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    with connection.wrap_database_errors:
+        try:
+            with raw.pipeline(), raw.cursor() as cursor:
+                cursor.execute("BEGIN")
+                if settings.INFERENCE_LOG_SYNCHRONOUS_COMMIT != "on":
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                cursor.execute(statement, params)
+                cursor.execute("COMMIT")
+        except BaseException:
+            # A failed statement leaves the transaction aborted: end it, so the
+            # connection is usable again for the rest of the request.
+            if not raw.closed and raw.info.transaction_status != TransactionStatus.IDLE:
+                raw.rollback()
+            raise

@@ -23,10 +23,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from apps.core.db import current_schema
+from apps.core.db import current_schema, raw_commit
 from apps.inference.tables import table_name
 
 FIELDS = (
@@ -107,36 +106,9 @@ def log_write(group_id: int, row: dict[str, Any]) -> None:
             "explain_requested",
         ):
             values[index] = False
-    statement = _insert_statement(current_schema(), group_id)
-    if connection.in_atomic_block:
-        # The caller's transaction commits (or rolls back) the row with its own work.
-        with connection.cursor() as cursor:
-            cursor.execute(statement, values)  # type: ignore[arg-type]
-        return
-    _insert_committed(statement, values)
-
-
-def _insert_committed(statement: sql.Composed, values: list[Any]) -> None:
-    """BEGIN, SET LOCAL, INSERT, COMMIT sent together in one round trip (psycopg
-    pipeline mode) on the request's connection. The statement names its schema, so
-    the connection's search_path does not matter and is not set."""
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    with connection.wrap_database_errors:
-        try:
-            with raw.pipeline(), raw.cursor() as cursor:
-                cursor.execute("BEGIN")
-                if settings.INFERENCE_LOG_SYNCHRONOUS_COMMIT != "on":
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                cursor.execute(statement, values)
-                cursor.execute("COMMIT")
-        except BaseException:
-            # A failed statement leaves the transaction aborted: end it, so the
-            # connection is usable again for the rest of the request.
-            if not raw.closed and raw.info.transaction_status != TransactionStatus.IDLE:
-                raw.rollback()
-            raise
+    # Committed before the answer leaves (write-through), in one round trip; inside a
+    # caller's transaction the row commits or rolls back with its work.
+    raw_commit(_insert_statement(current_schema(), group_id), values)
 
 
 def feedback_write(group_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from psycopg import sql
 
-from apps.core.db import current_schema, raw_execute
+from apps.core.db import current_schema, raw_commit
 from apps.core.metrics import provider_call
 from apps.providers.connectors import connector_class
 from apps.providers.connectors.base import Connector, InvokeResult, ProviderSettings
@@ -166,7 +166,9 @@ def record_usage(
         Decimal(tokens_in) * provider.price_per_1k_input
         + Decimal(tokens_out) * provider.price_per_1k_output
     ) / 1000
-    raw_execute(
+    # Its own transaction, committed like the inference log row it goes with (one
+    # round trip, no WAL flush wait unless INFERENCE_LOG_SYNCHRONOUS_COMMIT is on).
+    raw_commit(
         _usage_statement(current_schema()),
         [
             provider.pk,

@@ -120,7 +120,7 @@ def test_a_key_is_trusted_only_on_its_own_tenant(
 @pytest.fixture
 def scratch(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """A committed scratch table in the public schema, outside any test transaction."""
-    from apps.inference.writer import _insert_committed
+    from apps.core.db import raw_commit
 
     name = "writer_probe"
     with django_db_blocker.unblock():
@@ -130,7 +130,7 @@ def scratch(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
             statement = sql.SQL("INSERT INTO {} (id) VALUES (%s)").format(
                 sql.Identifier("public", name)
             )
-            yield lambda value: _insert_committed(statement, [value])
+            yield lambda value: raw_commit(statement, [value])
         finally:
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE {name}")
