@@ -64,9 +64,11 @@ def _back_to_public() -> Iterator[None]:
     # outlive the test whose rolled-back transaction created it.
     from apps.accounts.authentication import _verified
     from apps.accounts.throttling import _leases
+    from apps.core.middleware import forget_tenant_hosts
     from apps.groups.serving import clear_route_cache
 
     clear_route_cache()
+    forget_tenant_hosts()
     _verified.clear()
     _leases.clear()
 

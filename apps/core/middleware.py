@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_tenants.middleware.main import TenantMainMiddleware
 
 from apps.core.context import accept_request_id, request_id_var, tenant_var
 from apps.core.db import set_public_schema
@@ -107,3 +112,47 @@ class TenantLogContextMiddleware:
         tenant = getattr(request, "tenant", None)
         tenant_var.set(getattr(tenant, "schema_name", None))
         return self.get_response(request)
+
+
+# host -> (when it was read, its tenant). Filled by TenantByHostMiddleware.
+_tenants_by_host: dict[str, tuple[float, Any]] = {}
+_tenants_lock = threading.Lock()
+_TENANTS_MAX = 10_000
+
+
+def forget_tenant_hosts(**_: Any) -> None:
+    """Forget every host -> tenant this process remembers (a tenant or a domain
+    changed here; other processes follow within TENANT_HOST_CACHE_SECONDS)."""
+    with _tenants_lock:
+        _tenants_by_host.clear()
+
+
+post_save.connect(forget_tenant_hosts, sender="tenants.Organization")
+post_delete.connect(forget_tenant_hosts, sender="tenants.Organization")
+post_save.connect(forget_tenant_hosts, sender="tenants.Domain")
+post_delete.connect(forget_tenant_hosts, sender="tenants.Domain")
+
+
+class TenantByHostMiddleware(TenantMainMiddleware):
+    """django-tenants' host -> schema selection, with the lookup remembered per
+    process for TENANT_HOST_CACHE_SECONDS (0: every request queries it).
+
+    The lookup is two round trips (the public search_path, then the domain joined
+    to its tenant) on every request; tenants and domains change rarely. Unknown
+    hosts are not remembered. Each host keeps its own tenant instance, since the
+    middleware writes the host into it."""
+
+    def get_tenant(self, domain_model: Any, hostname: str) -> Any:
+        ttl = settings.TENANT_HOST_CACHE_SECONDS
+        if ttl <= 0:
+            return super().get_tenant(domain_model, hostname)
+        now = time.monotonic()
+        hit = _tenants_by_host.get(hostname)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        tenant = super().get_tenant(domain_model, hostname)
+        with _tenants_lock:
+            if len(_tenants_by_host) >= _TENANTS_MAX:
+                _tenants_by_host.clear()
+            _tenants_by_host[hostname] = (now, tenant)
+        return tenant

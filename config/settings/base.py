@@ -75,7 +75,7 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.HealthMiddleware",
     "apps.core.middleware.MetricsMiddleware",
-    "django_tenants.middleware.main.TenantMainMiddleware",
+    "apps.core.middleware.TenantByHostMiddleware",
     "apps.core.middleware.TenantLogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -324,6 +324,10 @@ INFERENCE_LOGGING = env.bool("INFERENCE_LOGGING", default=True)
 # within this time; the revoking process forgets the key at once). 0 turns either off.
 GROUP_ROUTE_TRUST_SECONDS = env.float("GROUP_ROUTE_TRUST_SECONDS", default=1.0)
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
+# Which tenant a host name selects, remembered per process for this long (a new,
+# changed or removed domain or tenant reaches every other process within it; the
+# process that changed it forgets at once). 0 looks it up on every request.
+TENANT_HOST_CACHE_SECONDS = env.float("TENANT_HOST_CACHE_SECONDS", default=5.0)
 
 # /metrics (Prometheus): off unless a bearer token or source networks are set. The
 # scrape with neither `?tenant=` sees every tenant; `?tenant=<slug>` only that one.
