@@ -62,14 +62,12 @@ def _back_to_public() -> Iterator[None]:
     connection.set_schema_to_public()
     # What a process trusts for a second or two (routes, verified keys) must not
     # outlive the test whose rolled-back transaction created it.
-    from apps.accounts.authentication import _verified
     from apps.accounts.throttling import _leases
-    from apps.core.middleware import forget_tenant_hosts
+    from apps.core.trust import forget_all
     from apps.groups.serving import clear_route_cache
 
     clear_route_cache()
-    forget_tenant_hosts()
-    _verified.clear()
+    forget_all()
     _leases.clear()
 
 

@@ -3,45 +3,34 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import timedelta
 from typing import Any, cast
 
-from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from apps.accounts.models import ApiKey
 from apps.core.db import current_schema
+from apps.core.trust import TrustCache
 
-# Keys this process verified recently: (schema, sha256 of the key) -> (when, key row).
-# The raw key is never kept. Bounded: cleared when it grows past _VERIFIED_MAX.
-_verified: dict[tuple[str, str], tuple[float, ApiKey]] = {}
-_VERIFIED_MAX = 10_000
+# Keys this process verified recently: (schema, sha256 of the key) -> key row. The
+# raw key is never kept.
+_verified: TrustCache[ApiKey] = TrustCache("API_KEY_CACHE_SECONDS")
 
 
 def forget_api_key(prefix: str) -> None:
     """Drop this process's verified copies of a key (revoked, edited or deleted)."""
-    for cache_key, (_, api_key) in list(_verified.items()):
-        if api_key.prefix == prefix:
-            _verified.pop(cache_key, None)
+    _verified.forget(lambda _, api_key: api_key.prefix == prefix)
 
 
 def _lookup(raw: str) -> ApiKey:
     """The key row for a raw key, verified against the database at most every
     API_KEY_CACHE_SECONDS per process."""
-    ttl = settings.API_KEY_CACHE_SECONDS
     cache_key = (current_schema(), hashlib.sha256(raw.encode()).hexdigest())
-    hit = _verified.get(cache_key)
-    if hit is not None and time.monotonic() - hit[0] < ttl:
-        return hit[1]
-    api_key = cast(ApiKey, ApiKey.objects.get_from_key(raw))
-    if ttl > 0:
-        if len(_verified) >= _VERIFIED_MAX:
-            _verified.clear()
-        _verified[cache_key] = (time.monotonic(), api_key)
-    return api_key
+    return _verified.get_or_read(
+        cache_key, lambda: cast(ApiKey, ApiKey.objects.get_from_key(raw))
+    )
 
 
 class ApiKeyPrincipal:

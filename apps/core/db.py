@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django_tenants.utils import get_public_schema_name
 from psycopg.pq import TransactionStatus
+
+logger = logging.getLogger(__name__)
 
 
 def current_schema() -> str:
@@ -65,7 +71,35 @@ def raw_execute(statement: Any, params: Any = None) -> Any:
         return raw.execute(statement, params)
 
 
-def raw_commit(statement: Any, params: Any = None) -> None:
+# Statements waiting to be committed with the next raw_commit of the same block
+# (see writes_together); None outside such a block.
+_later: ContextVar[list[tuple[Any, Any]] | None] = ContextVar("later", default=None)
+
+
+@contextmanager
+def writes_together() -> Iterator[None]:
+    """Inside this block, `raw_commit(..., later=True)` waits and goes out in the
+    transaction of the next plain `raw_commit` (one round trip for both); whatever
+    still waits when the block ends is committed then. A prediction's provider usage
+    counter travels with its log row this way."""
+    waiting: list[tuple[Any, Any]] = []
+    token = _later.set(waiting)
+    try:
+        yield
+    except BaseException:
+        _later.reset(token)
+        if waiting:
+            try:
+                _commit(waiting)
+            except Exception:  # the caller's own error is the one to report
+                logger.warning("writes left over after an error were not committed")
+        raise
+    _later.reset(token)
+    if waiting:
+        _commit(waiting)
+
+
+def raw_commit(statement: Any, params: Any = None, *, later: bool = False) -> None:
     """Run one write in a transaction of its own, sent in one round trip.
 
     BEGIN, the statement and COMMIT go out together (psycopg pipeline mode) on the
@@ -73,10 +107,23 @@ def raw_commit(statement: Any, params: Any = None) -> None:
     round trip: the statement must name its schema. Unless
     `INFERENCE_LOG_SYNCHRONOUS_COMMIT` is "on", the commit does not wait for the WAL
     flush (`SET LOCAL synchronous_commit`, this transaction only). Inside a caller's
-    transaction the statement simply joins it."""
+    transaction the statement simply joins it. `later`: inside `writes_together`,
+    wait for the block's next commit instead."""
+    waiting = _later.get()
+    if later and waiting is not None:
+        waiting.append((statement, params))
+        return
+    statements = [*(waiting or ()), (statement, params)]
+    if waiting:
+        waiting.clear()
+    _commit(statements)
+
+
+def _commit(statements: list[tuple[Any, Any]]) -> None:
     if connection.in_atomic_block:
         with connection.cursor() as cursor:
-            cursor.execute(statement, params)
+            for statement, params in statements:
+                cursor.execute(statement, params)
         return
     connection.ensure_connection()
     raw = connection.connection
@@ -87,7 +134,8 @@ def raw_commit(statement: Any, params: Any = None) -> None:
                 cursor.execute("BEGIN")
                 if settings.INFERENCE_LOG_SYNCHRONOUS_COMMIT != "on":
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                cursor.execute(statement, params)
+                for statement, params in statements:
+                    cursor.execute(statement, params)
                 cursor.execute("COMMIT")
         except BaseException:
             # A failed statement leaves the transaction aborted: end it, so the

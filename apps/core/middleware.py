@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models.signals import post_delete, post_save
@@ -17,6 +15,7 @@ from django_tenants.middleware.main import TenantMainMiddleware
 
 from apps.core.context import accept_request_id, request_id_var, tenant_var
 from apps.core.db import set_public_schema
+from apps.core.trust import TrustCache
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -114,17 +113,14 @@ class TenantLogContextMiddleware:
         return self.get_response(request)
 
 
-# host -> (when it was read, its tenant). Filled by TenantByHostMiddleware.
-_tenants_by_host: dict[str, tuple[float, Any]] = {}
-_tenants_lock = threading.Lock()
-_TENANTS_MAX = 10_000
+# host -> its tenant, filled by TenantByHostMiddleware.
+_tenants_by_host: TrustCache[Any] = TrustCache("TENANT_HOST_CACHE_SECONDS")
 
 
 def forget_tenant_hosts(**_: Any) -> None:
     """Forget every host -> tenant this process remembers (a tenant or a domain
     changed here; other processes follow within TENANT_HOST_CACHE_SECONDS)."""
-    with _tenants_lock:
-        _tenants_by_host.clear()
+    _tenants_by_host.forget()
 
 
 post_save.connect(forget_tenant_hosts, sender="tenants.Organization")
@@ -143,16 +139,9 @@ class TenantByHostMiddleware(TenantMainMiddleware):
     middleware writes the host into it."""
 
     def get_tenant(self, domain_model: Any, hostname: str) -> Any:
-        ttl = settings.TENANT_HOST_CACHE_SECONDS
-        if ttl <= 0:
-            return super().get_tenant(domain_model, hostname)
-        now = time.monotonic()
-        hit = _tenants_by_host.get(hostname)
-        if hit is not None and now - hit[0] < ttl:
-            return hit[1]
-        tenant = super().get_tenant(domain_model, hostname)
-        with _tenants_lock:
-            if len(_tenants_by_host) >= _TENANTS_MAX:
-                _tenants_by_host.clear()
-            _tenants_by_host[hostname] = (now, tenant)
-        return tenant
+        return _tenants_by_host.get_or_read(
+            hostname,
+            lambda: super(TenantByHostMiddleware, self).get_tenant(
+                domain_model, hostname
+            ),
+        )

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.context import new_request_id
-from apps.core.db import current_schema
+from apps.core.db import current_schema, writes_together
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.core.metrics import counted_log_write as log_write  # counts for /metrics
 from apps.core.tasks import tenant_async
@@ -23,7 +23,6 @@ from apps.groups.models import Membership, ModelGroup
 from apps.groups.validation import InputError, validate_rows
 from apps.providers.connectors.base import InvokeRequest
 from apps.providers.errors import ProviderError
-from apps.providers.models import ProviderConfig
 from apps.registry.models import ModelArtifact, ModelVersion
 
 # Route tables are cached per process; a changed group bumps routing_version, and
@@ -272,9 +271,10 @@ def invoke_local(
 
 def invoke_provider(version: ServingVersion, payload: dict[str, Any]) -> dict[str, Any]:
     from apps.providers.resilience import call_provider
+    from apps.providers.selectors import provider_for_serving
 
     assert version.provider_id is not None
-    provider = ProviderConfig.objects.get(pk=version.provider_id)
+    provider = provider_for_serving(version.provider_id)
     request = InvokeRequest(
         model=version.external_id,
         messages=payload.get("messages") or [],
@@ -340,6 +340,7 @@ class Prediction:
     explanation_error: str | None = None
 
 
+@writes_together()
 def predict(
     *,
     slug: str,

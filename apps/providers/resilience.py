@@ -24,6 +24,7 @@ from apps.providers.connectors import connector_class
 from apps.providers.connectors.base import Connector, InvokeResult, ProviderSettings
 from apps.providers.errors import ProviderError
 from apps.providers.models import ProviderConfig, ProviderRateWindow, ProviderUsage
+from apps.providers.selectors import forget_serving_provider
 
 T = TypeVar("T")
 BREAKER_CODES = {"timeout", "unavailable"}
@@ -93,7 +94,8 @@ def quota_check(provider: ProviderConfig) -> None:
 
 def breaker_check(provider: ProviderConfig, *, fresh: bool = False) -> None:
     """Refuse while the breaker is open. `fresh`: the caller read the provider row
-    just now, so its state is current and not read again."""
+    recently (the serving path: at most GROUP_ROUTE_TRUST_SECONDS ago, and again
+    after this process changed the breaker), so its state is used as it is."""
     open_until = (
         provider.circuit_open_until
         if fresh
@@ -112,6 +114,8 @@ def breaker_check(provider: ProviderConfig, *, fresh: bool = False) -> None:
 
 
 def _breaker_record(provider: ProviderConfig, *, failed: bool) -> None:
+    # The serving path's copy of the row must show this process its own breaker.
+    forget_serving_provider(provider.pk)
     qs = ProviderConfig.objects.filter(pk=provider.pk)
     if not failed:
         qs.filter(consecutive_failures__gt=0).update(
@@ -166,8 +170,9 @@ def record_usage(
         Decimal(tokens_in) * provider.price_per_1k_input
         + Decimal(tokens_out) * provider.price_per_1k_output
     ) / 1000
-    # Its own transaction, committed like the inference log row it goes with (one
-    # round trip, no WAL flush wait unless INFERENCE_LOG_SYNCHRONOUS_COMMIT is on).
+    # Committed like the inference log row (no WAL flush wait unless
+    # INFERENCE_LOG_SYNCHRONOUS_COMMIT is on); on the serving path in the log row's
+    # own transaction (writes_together), else in one of its own.
     raw_commit(
         _usage_statement(current_schema()),
         [
@@ -179,6 +184,7 @@ def record_usage(
             tokens_out,
             cost,
         ],
+        later=True,
     )
 
 
@@ -203,9 +209,9 @@ def call_provider(
     fresh: bool = False,
 ) -> T:
     """Run `fn(connector)` under every protection. Raises ProviderError only.
-    `fresh`: `provider` was read from the database just now (the serving path), so
-    its breaker state is used as it is, and a success resets the breaker only when
-    that row had failures."""
+    `fresh`: `provider` was read recently (the serving path's copy), so its breaker
+    state is used as it is, and a success resets the breaker only when that row had
+    failures."""
     if not provider.enabled:
         raise ProviderError("disabled")
     quota_check(provider)

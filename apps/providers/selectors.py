@@ -1,5 +1,5 @@
-"""Reads shared by the provider API and the pages: the list filter, this month's
-usage and the connector of a kind."""
+"""Reads shared by the provider API, the pages and the serving path: the list filter,
+this month's usage, the connector of a kind, and the provider row a prediction uses."""
 
 from __future__ import annotations
 
@@ -11,11 +11,40 @@ from typing import Any
 import django_filters
 from django import forms
 from django.db.models import Sum
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
+from apps.core.db import current_schema
+from apps.core.trust import TrustCache
 from apps.providers.connectors import connector_class
 from apps.providers.connectors.base import Connector
 from apps.providers.models import ProviderConfig, ProviderUsage
+
+# (schema, provider id) -> the row the serving path calls the provider with: its
+# settings, decrypted key and breaker state, read at most every
+# GROUP_ROUTE_TRUST_SECONDS per process (like the group's route). A change saved in
+# this process, or a breaker this process trips or resets, is forgotten at once.
+_serving: TrustCache[ProviderConfig] = TrustCache("GROUP_ROUTE_TRUST_SECONDS")
+
+
+def provider_for_serving(provider_id: int) -> ProviderConfig:
+    return _serving.get_or_read(
+        (current_schema(), provider_id),
+        lambda: ProviderConfig.objects.get(pk=provider_id),
+    )
+
+
+def forget_serving_provider(provider_id: int) -> None:
+    schema = current_schema()
+    _serving.forget(lambda key, _: key == (schema, provider_id))
+
+
+def _forget_saved(instance: ProviderConfig, **_: Any) -> None:
+    forget_serving_provider(instance.pk)
+
+
+post_save.connect(_forget_saved, sender=ProviderConfig)
+post_delete.connect(_forget_saved, sender=ProviderConfig)
 
 
 def connector_or_none(kind: str | None) -> type[Connector] | None:

@@ -141,11 +141,12 @@ def test_openai_door_refuses_a_key_of_another_tenant(
         )
 
 
-def test_the_serving_path_uses_the_breaker_state_it_just_read(
-    llm_group, tenant_a, make_key, sdk
+def test_the_serving_path_trusts_its_copy_of_the_provider_for_a_moment(
+    llm_group, tenant_a, make_key, sdk, settings
 ):
-    """One provider read per call: no second read of the breaker, no reset update
-    after a success when there were no failures; an open breaker still refuses."""
+    """At most one provider read per GROUP_ROUTE_TRUST_SECONDS: no second read of the
+    breaker, no reset update after a success when there were no failures; a breaker
+    opened elsewhere refuses once the copy is older than that."""
     from datetime import timedelta
 
     from django.test.utils import CaptureQueriesContext
@@ -153,22 +154,80 @@ def test_the_serving_path_uses_the_breaker_state_it_just_read(
 
     from apps.providers.models import ProviderConfig
 
+    settings.GROUP_ROUTE_TRUST_SECONDS = 60
     _, key = make_key(tenant_a, scope="predict")
     client = sdk(key)
 
     def ask():  # type: ignore[no-untyped-def]
         return client.chat.completions.create(
-            model="support-bot", messages=[{"role": "user", "content": "hi"}]
+            model="support-bot",
+            messages=[{"role": "user", "content": "hi"}],
+            user="same-member",  # sticky: one provider
         )
 
-    with CaptureQueriesContext(connection) as queries:
-        assert ask().choices[0].message.content.startswith("from")
-    provider_reads = [q for q in queries if "providers_providerconfig" in q["sql"]]
-    assert len(provider_reads) == 1, [q["sql"][:80] for q in provider_reads]
+    def provider_queries() -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            assert ask().choices[0].message.content.startswith("from")
+        return [q["sql"] for q in queries if "providers_providerconfig" in q["sql"]]
+
+    first = provider_queries()
+    assert len(first) == 1 and first[0].lstrip().startswith("SELECT"), first
+    assert provider_queries() == []
     with schema_context("alpha"):
+        # As another process would: no signal reaches this one.
         ProviderConfig.objects.update(
             circuit_open_until=timezone.now() + timedelta(minutes=5)
         )
+    assert ask().choices[0].message.content.startswith("from")  # the copy, 60 s
+    settings.GROUP_ROUTE_TRUST_SECONDS = 0
     with pytest.raises(openai.APIStatusError) as refused:
         ask()
     assert refused.value.status_code == 503
+
+
+def test_a_breaker_this_process_trips_refuses_at_once(
+    tenant_a, httpserver, make_key, sdk, settings
+):
+    """The serving path's copy of the provider is dropped when its own calls open the
+    breaker; the usage counter of each call is committed with its log row."""
+    from apps.providers.models import ProviderUsage
+
+    settings.GROUP_ROUTE_TRUST_SECONDS = 60
+    settings.PROVIDER_BREAKER_THRESHOLD = 2
+    httpserver.expect_request("/down/v1/chat/completions").respond_with_json(
+        {"error": {"message": "overloaded", "type": "server_error"}}, status=503
+    )
+    with schema_context("alpha"):
+        provider = provider_create(
+            actor="t",
+            name="down",
+            kind="openai",
+            base_url=httpserver.url_for("/down/v1"),
+            api_key="sk-down-123456",
+            max_retries=0,
+        )
+        version = model_import(provider=provider, external_id="gpt-d", actor="t")
+        group = group_create(name="Down", slug="down-bot", actor="t")
+        members_set(
+            group=group,
+            actor="t",
+            members=[
+                {"version_id": version.version_id, "role": "champion", "weight": 100}
+            ],
+        )
+        group_set_status(group=group, status="active", actor="t")
+    _, key = make_key(tenant_a, scope="predict")
+    client = sdk(key)
+    for _ in range(3):
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(
+                model="down-bot", messages=[{"role": "user", "content": "hi"}]
+            )
+    assert refused.value.status_code == 503
+    assert "circuit open" in refused.value.message
+    assert len(httpserver.log) == 2  # the third call never reached the provider
+    with schema_context("alpha"):
+        usage = ProviderUsage.objects.get(provider=provider)
+        assert (usage.requests, usage.errors) == (2, 2)
+        statuses = [row[3] for row in _rows(group.pk)]
+    assert statuses == ["error", "error", "error"]

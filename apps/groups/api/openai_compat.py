@@ -18,7 +18,7 @@ from apps.accounts.authentication import (
 )
 from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
-from apps.core.errors import ApplicationError
+from apps.core.errors import ApplicationError, NotFoundError
 from apps.groups.api.views import check_body_size, requester_of
 from apps.groups.models import ModelGroup
 from apps.groups.serving import group_route, predict
@@ -124,13 +124,15 @@ class ChatCompletionsView(OpenAIDoor):
         payload.is_valid(raise_exception=True)
         data: dict[str, Any] = payload.validated_data
         slug = data["model"]
-        if not ModelGroup.objects.filter(slug=slug).exists():
+        try:
+            route = group_route(slug)
+        except NotFoundError:
             raise ApplicationError(
                 f"The model '{slug}' does not exist.",
                 code="model_not_found",
                 status_code=404,
-            )
-        if not group_route(slug).is_llm:
+            ) from None
+        if not route.is_llm:
             raise ApplicationError(
                 f"'{slug}' does not serve a language model.",
                 code="model_not_found",
