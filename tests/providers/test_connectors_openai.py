@@ -98,6 +98,35 @@ def test_invoke_sends_chat_completion_and_maps_answer_and_usage(
     }
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "x", "object": "chat.completion", "choices": []},
+        {"choices": [{"index": 0}]},
+        {"choices": [{"message": {"content": {"not": "text"}}}]},
+        {"choices": "none"},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_json_answer_that_is_not_a_chat_completion_is_a_provider_error(
+    httpserver, provider, body
+):
+    from apps.providers.errors import ProviderError
+
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_json(
+        body
+    )
+    with pytest.raises(ProviderError, match="malformed response") as caught:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+            attempts=1,
+        )
+    assert caught.value.code == "provider_error"
+
+
 def test_models_lists_the_catalogue_from_the_published_example(
     httpserver, provider, usage_today
 ):
