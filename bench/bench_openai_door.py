@@ -107,6 +107,7 @@ def main() -> None:
     with h.Server(state, name="openai") as srv:
         direct = client(fake_url, "sk-bench-fake-000000")
         door = client(f"http://127.0.0.1:{srv.port}/openai/v1", state["api_key"])
+        bare = client(f"http://127.0.0.1:{srv.port}/bench/bare-chat/v1", "unused")
 
         def run(c: openai.OpenAI, model: str) -> dict[str, float]:
             latencies: list[float] = []
@@ -128,26 +129,35 @@ def main() -> None:
                 door.chat.completions.create(
                     model=state["llm_group"], messages=messages
                 )
+                bare.chat.completions.create(model="fake-gpt", messages=messages)
 
         results = h.ab_rounds(
             {
                 "direct": lambda: run(direct, "fake-gpt"),
                 "door": lambda: run(door, state["llm_group"]),
+                "bare": lambda: run(bare, "fake-gpt"),
             },
             warmup=warmup,
             label="openai door",
         )
         direct.close()
         door.close()
+        bare.close()
     fake.shutdown()
 
-    added = statistics.median(
-        b["p50_ms"] - a["p50_ms"]
-        for a, b in zip(
-            results["direct"]["rounds"], results["door"]["rounds"], strict=True
+    def added_p50(base: str, other: str) -> float:
+        return statistics.median(
+            b["p50_ms"] - a["p50_ms"]
+            for a, b in zip(
+                results[base]["rounds"], results[other]["rounds"], strict=True
+            )
         )
-    )
+
+    added = added_p50("direct", "door")
+    floor = added_p50("direct", "bare")
+    own = added_p50("bare", "door")
     d, m = results["direct"]["median"], results["door"]["median"]
+    b = results["bare"]["median"]
     out = [
         h.Row(
             id="9",
@@ -158,7 +168,27 @@ def main() -> None:
             goal="added p50 <= 1 ms",
             passed=added <= 1.0,
             data={"added_p50_ms": added},
-        )
+        ),
+        h.Row(
+            id="9 ctx",
+            what="a bare Django view on the same server, fixed answer",
+            baseline=f"direct p50 {d['p50_ms']:.2f} ms",
+            measured=f"p50 {b['p50_ms']:.2f} / p99 {b['p99_ms']:.2f} ms",
+            delta=f"+{floor:.2f} ms p50",
+            goal="(context: the floor of any door here)",
+            passed=None,
+            data={"added_p50_ms": floor},
+        ),
+        h.Row(
+            id="9 ctx",
+            what="  the door above that bare view (ModelHub's own work)",
+            baseline=f"bare view p50 {b['p50_ms']:.2f} ms",
+            measured=f"door p50 {m['p50_ms']:.2f} ms",
+            delta=f"+{own:.2f} ms p50",
+            goal="(context)",
+            passed=None,
+            data={"added_p50_ms": own},
+        ),
     ]
     h.result_write(
         SECTION,

@@ -1,6 +1,8 @@
-"""The baseline of benchmark item 1: a bare Django view on the same server, calling
-the same in-memory model as the predict endpoint, with nothing else around it (no
-DRF, no authentication, no validation, no routing, no logging).
+"""The baselines on the server under test: for item 1, a bare Django view calling the
+same in-memory model as the predict endpoint, with nothing else around it (no DRF, no
+authentication, no validation, no routing, no logging); for item 9's context, a bare
+Django view answering a fixed chat completion (what any door on this server costs
+before it does anything).
 
 Served only under config.settings.bench (config/urls_bench.py). The model is loaded
 once per process through the same artifact_load (same sha256 check, same cache).
@@ -51,5 +53,30 @@ def bare_predict(request: HttpRequest) -> JsonResponse:
                 str(c.item()): round(float(p), 6)
                 for c, p in zip(model.classes_, probabilities, strict=True)
             },
+        }
+    )
+
+
+@csrf_exempt
+@require_POST
+def bare_chat(request: HttpRequest) -> JsonResponse:
+    """`POST /bench/bare-chat/v1/chat/completions`: reads the body, answers a fixed
+    chat.completion (the fake provider's), nothing else."""
+    json.loads(request.body)
+    return JsonResponse(
+        {
+            "id": "chatcmpl-bare",
+            "object": "chat.completion",
+            "created": 1764201600,
+            "model": "fake-gpt",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "benign."},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
         }
     )

@@ -1,4 +1,4 @@
-"""Tenant routes plus the baseline of benchmark item 1 (config.settings.bench only)."""
+"""Tenant routes plus the bare baseline views (config.settings.bench only)."""
 
 from django.urls import path
 
@@ -13,5 +13,10 @@ from config.urls_tenants import urlpatterns as tenant_urlpatterns
 
 urlpatterns = [
     path("bench/bare-predict/", bench_views.bare_predict, name="bench-bare-predict"),
+    path(
+        "bench/bare-chat/v1/chat/completions",
+        bench_views.bare_chat,
+        name="bench-bare-chat",
+    ),
     *tenant_urlpatterns,
 ]
