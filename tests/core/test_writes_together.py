@@ -50,30 +50,11 @@ def test_the_door_sends_usage_and_log_row_in_one_commit(
 ):
     from django_tenants.utils import schema_context
 
-    from apps.groups.services import group_create, group_set_status, members_set
-    from apps.providers.services import provider_create
-    from apps.registry.services import model_import
-    from tests.groups.conftest import serve_chat
+    from tests.groups.conftest import llm_group_create, serve_chat
 
     serve_chat(httpserver, "/v1/chat/completions", "hello")
     with schema_context(tenant_a.schema_name):
-        provider = provider_create(
-            actor="t",
-            name="one",
-            kind="openai",
-            base_url=httpserver.url_for("/v1"),
-            api_key="sk-one-123456",
-        )
-        version = model_import(provider=provider, external_id="gpt", actor="t")
-        group = group_create(name="Bot", slug="bot", actor="t")
-        members_set(
-            group=group,
-            actor="t",
-            members=[
-                {"version_id": version.version_id, "role": "champion", "weight": 100}
-            ],
-        )
-        group_set_status(group=group, status="active", actor="t")
+        llm_group_create("bot", [(httpserver.url_for("/v1"), "champion", 100)])
     _, key = make_key(tenant_a, scope="predict")
     response = api_client(tenant_a, key=key).post(
         "/openai/v1/chat/completions",

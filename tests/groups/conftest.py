@@ -52,3 +52,36 @@ def serve_chat(server: HTTPServer, path: str, content: str) -> None:
     server.expect_request(path, method="POST").respond_with_json(
         chat_completion(content)
     )
+
+
+def llm_group_create(
+    slug: str, members: list[tuple[str, str, int]], **provider_fields: Any
+) -> Any:
+    """An active group in the current schema whose members are OpenAI-compatible
+    providers: members = [(provider base_url, role, weight), ...]."""
+    from apps.groups.services import group_create, group_set_status, members_set
+    from apps.providers.services import provider_create
+    from apps.registry.services import model_import
+
+    group = group_create(
+        name=slug, slug=slug, actor="t", traffic_config={"sticky": True}
+    )
+    versions = []
+    for index, (base_url, role, weight) in enumerate(members):
+        provider = provider_create(
+            actor="t",
+            name=f"{slug}-{index}",
+            kind="openai",
+            base_url=base_url,
+            api_key=f"sk-{slug}-{index}-123456",
+            **provider_fields,
+        )
+        imported = model_import(
+            provider=provider, external_id=f"gpt-{index}", actor="t"
+        )
+        versions.append(
+            {"version_id": imported.version_id, "role": role, "weight": weight}
+        )
+    members_set(group=group, actor="t", members=versions)
+    group_set_status(group=group, status="active", actor="t")
+    return group

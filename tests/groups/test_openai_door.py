@@ -11,10 +11,7 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from apps.groups.services import group_create, group_set_status, members_set
-from apps.providers.services import provider_create
-from apps.registry.services import model_import
-from tests.groups.conftest import serve_chat
+from tests.groups.conftest import llm_group_create, serve_chat
 
 
 @pytest.fixture
@@ -37,38 +34,13 @@ def llm_group(tenant_a, httpserver):
     serve_chat(httpserver, "/a/v1/chat/completions", "from champion")
     serve_chat(httpserver, "/b/v1/chat/completions", "from challenger")
     with schema_context("alpha"):
-        a = provider_create(
-            actor="t",
-            name="up-a",
-            kind="openai",
-            base_url=httpserver.url_for("/a/v1"),
-            api_key="sk-up-a-123456",
-        )
-        b = provider_create(
-            actor="t",
-            name="up-b",
-            kind="openai",
-            base_url=httpserver.url_for("/b/v1"),
-            api_key="sk-up-b-123456",
-        )
-        va = model_import(provider=a, external_id="gpt-a", actor="t").version_id
-        vb = model_import(provider=b, external_id="gpt-b", actor="t").version_id
-        group = group_create(
-            name="Support bot",
-            slug="support-bot",
-            actor="t",
-            traffic_config={"sticky": True},
-        )
-        members_set(
-            group=group,
-            actor="t",
-            members=[
-                {"version_id": va, "role": "champion", "weight": 50},
-                {"version_id": vb, "role": "challenger", "weight": 50},
+        return llm_group_create(
+            "support-bot",
+            [
+                (httpserver.url_for("/a/v1"), "champion", 50),
+                (httpserver.url_for("/b/v1"), "challenger", 50),
             ],
         )
-        group_set_status(group=group, status="active", actor="t")
-    return group
 
 
 def _rows(group_id: int) -> list[tuple]:
@@ -190,7 +162,7 @@ def test_a_breaker_this_process_trips_refuses_at_once(
 ):
     """The serving path's copy of the provider is dropped when its own calls open the
     breaker; the usage counter of each call is committed with its log row."""
-    from apps.providers.models import ProviderUsage
+    from apps.providers.models import ProviderConfig, ProviderUsage
 
     settings.GROUP_ROUTE_TRUST_SECONDS = 60
     settings.PROVIDER_BREAKER_THRESHOLD = 2
@@ -198,24 +170,12 @@ def test_a_breaker_this_process_trips_refuses_at_once(
         {"error": {"message": "overloaded", "type": "server_error"}}, status=503
     )
     with schema_context("alpha"):
-        provider = provider_create(
-            actor="t",
-            name="down",
-            kind="openai",
-            base_url=httpserver.url_for("/down/v1"),
-            api_key="sk-down-123456",
+        group = llm_group_create(
+            "down-bot",
+            [(httpserver.url_for("/down/v1"), "champion", 100)],
             max_retries=0,
         )
-        version = model_import(provider=provider, external_id="gpt-d", actor="t")
-        group = group_create(name="Down", slug="down-bot", actor="t")
-        members_set(
-            group=group,
-            actor="t",
-            members=[
-                {"version_id": version.version_id, "role": "champion", "weight": 100}
-            ],
-        )
-        group_set_status(group=group, status="active", actor="t")
+        provider = ProviderConfig.objects.get(name="down-bot-0")
     _, key = make_key(tenant_a, scope="predict")
     client = sdk(key)
     for _ in range(3):
