@@ -1,10 +1,15 @@
-"""Real servers the tests start as subprocesses: a free loopback port and the
-gunicorn command line serving the project's WSGI application."""
+"""Real servers the tests start as subprocesses: a free loopback port, the
+gunicorn command line serving the project's WSGI application, and a django-q2
+cluster."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -31,3 +36,16 @@ def gunicorn_command(
         "--timeout",
         str(timeout),
     ]
+
+
+def qcluster_start(env: dict[str, str]) -> subprocess.Popen:
+    """`manage.py qcluster` in a process group of its own (so that a test can kill
+    the whole cluster at once), its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django_tenants.utils import schema_context
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, stop_process_group, subprocess_env
+from tests.servers import qcluster_start
 
 # One xdist worker runs them all: they share one server, tenant and browser.
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -40,13 +38,7 @@ def worker(live: Any, django_db_blocker: Any) -> Iterator[subprocess.Popen]:
     name = f"{live.slug}-worker"
     with django_db_blocker.unblock():
         env = {**subprocess_env(name), "Q_WORKERS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = qcluster_start(env)
     yield proc
     # Nothing of this tenant is left running: a graceful stop would only wait.
     with django_db_blocker.unblock():

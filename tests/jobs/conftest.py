@@ -6,14 +6,14 @@ import io
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+
+from tests.servers import qcluster_start
 
 
 def breast_cancer_csv(rows: int | None = None) -> bytes:
@@ -75,13 +75,7 @@ def start_worker(extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         **(extra_env or {}),
     }
-    return subprocess.Popen(
-        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return qcluster_start(env)
 
 
 def kill_worker(proc: subprocess.Popen) -> None:

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from datetime import date
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django_q.models import OrmQ, Task
 from django_q.tasks import async_task
@@ -33,29 +29,12 @@ from apps.registry.artifacts import (
 from apps.registry.models import ModelArtifact, RegisteredModel
 from apps.registry.services import model_create
 from apps.tenants.demo import seed_demo_content
+from tests.jobs.conftest import start_worker
 from tests.reliability.reliability_helpers import committed_tenant
 
 FINGERPRINT = "tests.reliability.reliability_helpers.tenant_fingerprint"
 TASKS = 500
 SCHEMAS = ("alpha", "beta", "relt3", "relt4", "relt5")
-
-
-def _start_worker(workers: int) -> subprocess.Popen:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
-        "Q_WORKERS": str(workers),
-    }
-    return subprocess.Popen(
-        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-        cwd=Path(settings.BASE_DIR),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 @pytest.mark.slow
@@ -83,7 +62,7 @@ def test_500_tasks_across_5_tenants_each_see_only_their_schema(
                 async_task("apps.core.tasks.run_in_tenant", schema, FINGERPRINT)
                 for schema in (None, "", "public")
             ]
-            worker = _start_worker(workers=4)
+            worker = start_worker({"Q_WORKERS": "4"})
             try:
                 ids = set(enqueued.values()) | set(orphans)
                 deadline = time.monotonic() + 240
