@@ -4,10 +4,14 @@ cluster."""
 
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +53,34 @@ def qcluster_start(env: dict[str, str]) -> subprocess.Popen:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def wait_until_serving(
+    port: int,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+    seconds: float = 60,
+) -> None:
+    """Until `GET /healthz` on 127.0.0.1:<port> answers 200; fails the test when the
+    server process exits first or the time is up (with the tail of its log)."""
+
+    def tail() -> str:
+        return (
+            f": {log.read_text()[-2000:]}" if log is not None and log.exists() else ""
+        )
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the server exited{tail()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server did not answer within {seconds:.0f} s{tail()}")

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from tests.servers import free_port, gunicorn_command
+from tests.servers import free_port, gunicorn_command, wait_until_serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts" / "browser"
@@ -163,7 +163,7 @@ def live(
             with schema_context(slug):
                 group = seed_demo_content(actor="test")
                 _, key = api_key_create(name="browser", scope="predict", actor="test")
-        _wait_until_serving(port, server, log)
+        wait_until_serving(port, server, log)
         yield Live(
             slug=slug,
             host=host,
@@ -186,19 +186,6 @@ def _tenant_remove(slug: str) -> None:
     if Organization.objects.filter(schema_name=slug).exists():
         tenant_delete(slug=slug)
     shutil.rmtree(Path(settings.MEDIA_ROOT) / slug, ignore_errors=True)
-
-
-def _wait_until_serving(port: int, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"gunicorn exited: {log.read_text()[-2000:]}")
-        try:
-            httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1, trust_env=False)
-            return
-        except httpx2.HTTPError:
-            time.sleep(0.2)
-    pytest.fail(f"gunicorn did not answer within 60 s: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="package")

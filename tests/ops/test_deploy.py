@@ -7,13 +7,12 @@ import http.client
 import os
 import secrets
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_serving
 
 from .conftest import MANAGE, PYTHON, database_url
 
@@ -123,14 +122,7 @@ def test_gunicorn_serves_production_settings_and_static_files(
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        status = None
-        while time.monotonic() < deadline and status != 200:
-            try:
-                status, _, _ = _get(port, "/healthz", "127.0.0.1")
-            except OSError:
-                time.sleep(0.2)
-        assert status == 200
+        wait_until_serving(port, proc)
         # HTTPS comes from the proxy: plain http is redirected, forwarded https is not.
         status, headers, _ = _get(port, "/accounts/login/", "alpha.test")
         assert status == 301 and headers["location"].startswith("https://")

@@ -18,7 +18,7 @@ from django_tenants.utils import schema_context
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.core.tasks import tenant_async
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_serving
 
 from .conftest import MANAGE, PYTHON
 
@@ -36,18 +36,6 @@ def get(port: int, path: str, host: str, token: str | None = None) -> tuple[int,
     body = response.read().decode()
     conn.close()
     return response.status, body
-
-
-def wait_until_up(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "gunicorn exited"
-        try:
-            if get(port, "/healthz", "anything")[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("gunicorn did not come up")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -81,7 +69,7 @@ def test_two_gunicorn_workers_counts_are_summed_by_any_scrape(process_env, tmp_p
         start_new_session=True,
     )
     try:
-        wait_until_up(port, proc)
+        wait_until_serving(port, proc)
         n = 60
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(

@@ -32,7 +32,7 @@ from apps.core.context import new_request_id
 from apps.core.errors import api_exception_handler
 from apps.tenants.demo import DEMO_GROUP, demo_rows
 from tests.reliability.throwaway_pg import ThrowawayPostgres
-from tests.servers import free_port, gunicorn_command
+from tests.servers import free_port, gunicorn_command, wait_until_serving
 
 BASE_DIR = Path(settings.BASE_DIR)
 HOST = "demo.localhost"
@@ -283,7 +283,7 @@ def _load_through_restarts(
             time.sleep(0.05)
 
     for port in ports.values():
-        _wait_until_serving(port)
+        wait_until_serving(port)
     threads = [
         threading.Thread(target=load, args=(server,))
         for server in ports
@@ -326,17 +326,6 @@ def _load_through_restarts(
         for thread in threads:
             thread.join(timeout=40)
     return outcomes, restarts
-
-
-def _wait_until_serving(port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1, trust_env=False)
-            return
-        except httpx2.HTTPError:
-            time.sleep(0.2)
-    pytest.fail("gunicorn did not start")
 
 
 def _logged_ids(pg: ThrowawayPostgres) -> set[str]:
