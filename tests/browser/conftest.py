@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import connection
 from django_tenants.utils import schema_context
 
+from tests.jobs.conftest import queue_cleanup
 from tests.servers import free_port, gunicorn_command, wait_until_serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -100,22 +101,6 @@ def stop_process_group(
         time.sleep(0.05)
 
 
-def queue_forget(schema: str) -> None:
-    """Drop the queued tasks, results and failures of one tenant."""
-    from django_q.models import OrmQ, Task
-
-    prefix = f"{schema}:"
-    Task.objects.filter(name__startswith=prefix).delete()
-    for queued in OrmQ.objects.all():
-        try:
-            name = str(queued.task.get("name", ""))
-            args = queued.task.get("args") or ()
-        except Exception:
-            continue
-        if name.startswith(prefix) or (args and args[0] == schema):
-            queued.delete()
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if not Path(CHROMIUM).exists():
@@ -182,7 +167,7 @@ def _tenant_remove(slug: str) -> None:
     from apps.tenants.models import Organization
     from apps.tenants.services import tenant_delete
 
-    queue_forget(slug)
+    queue_cleanup(slug)
     if Organization.objects.filter(schema_name=slug).exists():
         tenant_delete(slug=slug)
     shutil.rmtree(Path(settings.MEDIA_ROOT) / slug, ignore_errors=True)
@@ -220,7 +205,7 @@ def traffic(live: Live, django_db_blocker: Any) -> Live:
     with django_db_blocker.unblock():
         # The sampled background explanations are not what these tests look at;
         # left queued, they would hold up the worker of the training test.
-        queue_forget(live.slug)
+        queue_cleanup(live.slug)
         with schema_context(live.slug):
             rollups_refresh(group=ModelGroup.objects.get(pk=live.group_id))
     return live

@@ -14,6 +14,7 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, stop_process_group, subprocess_env
+from tests.jobs.conftest import breast_cancer_csv
 from tests.servers import qcluster_start
 
 # One xdist worker runs them all: they share one server, tenant and browser.
@@ -21,14 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 TREES = 400  # long enough for the page's 2 s polling to see the fit under way
 MODEL = "browser-cancer"
-
-
-def _breast_cancer_csv() -> bytes:
-    from sklearn.datasets import load_breast_cancer
-
-    frame = load_breast_cancer(as_frame=True).frame
-    frame.columns = [c.replace(" ", "_") for c in frame.columns]
-    return frame.to_csv(index=False).encode()
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ def test_wizard_to_a_registered_model_with_live_progress(
 
     # 1. Upload the data.
     page.locator("input[name=file]").set_input_files(
-        {"name": "cancer.csv", "mimeType": "text/csv", "buffer": _breast_cancer_csv()}
+        {"name": "cancer.csv", "mimeType": "text/csv", "buffer": breast_cancer_csv()}
     )
     page.locator("input[name=name]").fill("cancer")
     page.get_by_role("button", name="Upload and continue").click()

@@ -84,17 +84,20 @@ def kill_worker(proc: subprocess.Popen) -> None:
     proc.wait(timeout=15)
 
 
-def queue_cleanup(prefixes: tuple[str, ...]) -> None:
-    """Forget the queue rows, results and failures of tasks named `<schema>:...`."""
+def queue_cleanup(*schemas: str) -> None:
+    """Forget the queued tasks, results and failures of these tenants: tasks named
+    `<schema>:...` or whose first argument is the schema."""
     from django_q.models import OrmQ, Task
 
+    prefixes = tuple(f"{schema}:" for schema in schemas)
     Task.objects.filter(name__startswith=prefixes).delete()
     for queued in OrmQ.objects.all():
         try:
-            name = queued.task.get("name", "")
+            name = str(queued.task.get("name", ""))
+            args = queued.task.get("args") or ()
         except Exception:
             continue
-        if str(name).startswith(prefixes):
+        if name.startswith(prefixes) or (args and args[0] in schemas):
             queued.delete()
 
 
@@ -104,7 +107,7 @@ def worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:  #
     yield proc
     kill_worker(proc)
     with django_db_blocker.unblock():
-        queue_cleanup(("alpha:", "beta:"))
+        queue_cleanup("alpha", "beta")
 
 
 @pytest.fixture(scope="session")

@@ -161,6 +161,6 @@ def test_kill_9_mid_training_ends_within_lease_plus_60s(
             for proc in (first, second):
                 if proc is not None:
                     kill_worker(proc)
-            queue_cleanup(("jobkill:",))
+            queue_cleanup("jobkill")
             tenant_delete(slug="jobkill")
             shutil.rmtree(Path(settings.MEDIA_ROOT) / "jobkill", ignore_errors=True)

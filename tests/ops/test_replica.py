@@ -12,7 +12,6 @@ on it."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from django_tenants.utils import schema_context
 
 from tests.groups.analytics_helpers import members_of, write_row
 from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.jobs.conftest import queue_cleanup
 
 REPLICA = "replica"
 PASSWORD = "replica-horse-battery"
@@ -51,18 +51,11 @@ class Tenant:
 
 
 def _forget(schema: str) -> None:
-    from django_q.models import OrmQ, Task
-
     from apps.tenants.models import Organization
     from apps.tenants.services import tenant_delete
 
     connection.set_schema_to_public()
-    Task.objects.filter(name__startswith=f"{schema}:").delete()
-    for queued in OrmQ.objects.all():
-        with contextlib.suppress(Exception):
-            args = queued.task.get("args") or ()
-            if args and args[0] == schema:
-                queued.delete()
+    queue_cleanup(schema)
     if Organization.objects.filter(schema_name=schema).exists():
         tenant_delete(slug=schema)
     shutil.rmtree(Path(django_settings.MEDIA_ROOT) / schema, ignore_errors=True)

@@ -98,7 +98,7 @@ class Tenant:
         return job.pk
 
     def __exit__(self, *exc: object) -> None:
-        queue_cleanup((f"{self.slug}:",))
+        queue_cleanup(self.slug)
         tenant_delete(slug=self.slug)
         shutil.rmtree(Path(settings.MEDIA_ROOT) / self.slug, ignore_errors=True)
 
