@@ -39,6 +39,7 @@ db-status: $(STAMP)
 
 migrate: db-start .env
 	$(PY) manage.py migrate_schemas --noinput
+	$(PY) manage.py tenant_template
 
 seed: migrate
 	$(PY) manage.py seed_demo
@@ -54,6 +55,7 @@ serve: $(STAMP) db-start
 	@set -a; if [ -n "$(ENV_FILE)" ]; then . "$(ENV_FILE)"; fi; set +a; \
 	export $(PROD) PROMETHEUS_MULTIPROC_DIR="$(abspath $(PROM_DIR))"; \
 	$(PY) manage.py migrate_schemas --noinput && \
+	$(PY) manage.py tenant_template && \
 	$(PY) manage.py collectstatic --noinput -v 0 && \
 	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && \
 	{ $(PY) manage.py qcluster & Q=$$!; \

@@ -10,6 +10,12 @@ class Organization(TenantMixin):
 
     auto_create_schema = True
     auto_drop_schema = True
+    # A clone copies the template's rows too: what its migrations wrote (role groups,
+    # content types, permissions, django_migrations), never tenant data.
+    clone_mode = "DATA"
+    # Set by `tenant_create` once the template is known to be current, under its lock.
+    # Any other path that creates a schema migrates it instead of cloning unchecked.
+    clone_template: str | None = None
 
     class Meta:
         ordering = ["schema_name"]
@@ -20,6 +26,10 @@ class Organization(TenantMixin):
     @property
     def slug(self) -> str:
         return self.schema_name
+
+    def get_base_schema(self) -> str | bool:
+        """The template schema to clone (django-tenants' hook), or False to migrate."""
+        return self.clone_template or False
 
 
 class Domain(DomainMixin):

@@ -70,6 +70,12 @@ DEFAULT_NOT_FOUND_TENANT_VIEW = "apps.core.errors.tenant_not_found"
 TENANT_LIMIT_SET_CALLS = False
 PUBLIC_DOMAIN = env("PUBLIC_DOMAIN", default="public.localhost")
 TENANT_DOMAIN_SUFFIX = env("TENANT_DOMAIN_SUFFIX", default="localhost")
+# New tenant schemas are copies of this migrated template schema (kept current by
+# `tenant_template` and before every clone); empty: each new schema runs every
+# migration. The two django-tenants settings below follow it.
+TENANT_TEMPLATE_SCHEMA = env("TENANT_TEMPLATE_SCHEMA", default="tenant_template")
+TENANT_BASE_SCHEMA = TENANT_TEMPLATE_SCHEMA or None
+TENANT_CREATION_FAKES_MIGRATIONS = bool(TENANT_TEMPLATE_SCHEMA)
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",

@@ -28,6 +28,7 @@ class Command(BaseCommand):
         if embedded:
             embedded_db.start()
         call_command("migrate_schemas", interactive=False, verbosity=0)
+        call_command("tenant_template", verbosity=0)
         call_command("seed_demo")
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         children = [
