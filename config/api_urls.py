@@ -15,13 +15,7 @@ router.register("providers", ProviderViewSet, basename="provider")
 router.register("groups", GroupViewSet, basename="group")
 
 urlpatterns = [
-    path("me/", MeView.as_view(), name="me"),
-    path("models/", include("apps.registry.api.urls")),
-    path("", include("apps.inference.api.archive_urls")),
-    path("", include("apps.inference.api.browser_urls")),
-    path("", include("apps.groups.api.analytics_urls")),
-    path("", include("apps.jobs.api.urls")),
-    path("", include("apps.notifications.api_urls")),
+    # The hot paths first (patterns are tried in order).
     path(
         "groups/<slug:slug>/predict/", GroupPredictView.as_view(), name="group-predict"
     ),
@@ -30,5 +24,12 @@ urlpatterns = [
         GroupFeedbackView.as_view(),
         name="group-feedback",
     ),
+    path("me/", MeView.as_view(), name="me"),
+    path("models/", include("apps.registry.api.urls")),
+    path("", include("apps.inference.api.archive_urls")),
+    path("", include("apps.inference.api.browser_urls")),
+    path("", include("apps.groups.api.analytics_urls")),
+    path("", include("apps.jobs.api.urls")),
+    path("", include("apps.notifications.api_urls")),
     *router.urls,
 ]

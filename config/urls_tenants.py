@@ -43,6 +43,11 @@ provider_patterns = (
 audit_patterns = ([path("", audit_views.event_list, name="event-list")], "audit")
 
 urlpatterns = [
+    # The machine doors first: Django tries the patterns in order (and records every
+    # miss), and a prediction should not walk past the pages and the admin.
+    path("api/v1/", include(("config.api_urls", "api"))),
+    path("v2/", include("apps.groups.api.oip_urls")),
+    path("openai/v1/", include("apps.groups.api.openai_urls")),
     path("", include(core_patterns)),
     path("settings/", include(account_patterns)),
     path("settings/audit/", include(audit_patterns)),
@@ -58,9 +63,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include(("config.api_urls", "api"))),
-    path("v2/", include("apps.groups.api.oip_urls")),
-    path("openai/v1/", include("apps.groups.api.openai_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
         "api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"
