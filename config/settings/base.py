@@ -76,6 +76,8 @@ TENANT_DOMAIN_SUFFIX = env("TENANT_DOMAIN_SUFFIX", default="localhost")
 TENANT_TEMPLATE_SCHEMA = env("TENANT_TEMPLATE_SCHEMA", default="tenant_template")
 TENANT_BASE_SCHEMA = TENANT_TEMPLATE_SCHEMA or None
 TENANT_CREATION_FAKES_MIGRATIONS = bool(TENANT_TEMPLATE_SCHEMA)
+# migrate_schemas leaves out tenant schemas that already have every migration.
+GET_EXECUTOR_FUNCTION = "apps.tenants.migration_executor.executor_for"
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
