@@ -280,11 +280,13 @@ def test_list_query_count_does_not_grow_with_rows(tenant_a, client, oai):
         with CaptureQueriesContext(connection) as ctx:
             response = client.get(URL)
         assert response.status_code == 200
-        # django-tenants sets the search path before each query: not a read.
+        # django-tenants sets the search path before each query, and looks the host
+        # up when this process has not seen it for a while: not the list's reads.
         return [
             q["sql"]
             for q in ctx.captured_queries
             if not q["sql"].startswith("SET search_path")
+            and "tenants_domain" not in q["sql"]
         ]
 
     make(2, 0)
