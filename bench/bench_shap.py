@@ -17,7 +17,7 @@ Background explanations, one process:
                core: the explainer runs on one thread)
   end to end   `apps.inference.tasks.explain_pending` over N sampled rows written to
                the demo group's table (SELECT ... FOR UPDATE SKIP LOCKED, explain,
-               importance upsert, one UPDATE per row), against the goal; the rows are
+               importance upsert, one UPDATE per batch), against the goal; the rows are
                deleted afterwards
   predict      context: `predict_proba` on the same batches
 """

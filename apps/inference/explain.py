@@ -66,7 +66,8 @@ class VersionExplainer:
     target_index: int | None  # column of multi-output values to explain
     target_label: Any
 
-    def explain(self, matrix: np.ndarray) -> list[dict[str, Any]]:
+    def shap_values(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contributions (rows, features) and base values (rows,) of the target."""
         data = self.transform(matrix) if self.transform is not None else matrix
         if self.method == "permutation":
             result = self.explainer(data)
@@ -74,25 +75,34 @@ class VersionExplainer:
         else:
             values = np.asarray(self.explainer.shap_values(data))
             base = np.asarray(self.explainer.expected_value)
-        values, base = _select_target(values, base, self.target_index, len(matrix))
-        out = []
-        for row_values, row_base in zip(values, base, strict=True):
-            contributions = {
-                name: float(v)
-                for name, v in zip(self.feature_names, row_values, strict=True)
+        return _select_target(values, base, self.target_index, len(matrix))
+
+    def explain(self, matrix: np.ndarray) -> list[dict[str, Any]]:
+        return self.format(*self.shap_values(matrix))
+
+    def format(self, values: np.ndarray, base: np.ndarray) -> list[dict[str, Any]]:
+        """One explanation per row, the batch converted at once to exactly what a
+        row-by-row conversion gives: output = base + numpy's sum of the row (numpy
+        sums each row of a C-ordered matrix as it sums that row on its own; other
+        layouts can round differently, hence the copy)."""
+        values = np.ascontiguousarray(values)
+        bases = np.asarray(base).astype(np.float64)
+        outputs = bases + values.sum(axis=1).astype(np.float64)
+        method, space, target = self.method, self.output_space, self.target_label
+        names = self.feature_names
+        return [
+            {
+                "method": method,
+                "output_space": space,
+                "target": target,
+                "base_value": base_value,
+                "output": output,
+                "values": dict(zip(names, row, strict=True)),
             }
-            base_value = float(row_base)
-            out.append(
-                {
-                    "method": self.method,
-                    "output_space": self.output_space,
-                    "target": self.target_label,
-                    "base_value": base_value,
-                    "output": base_value + float(np.sum(row_values)),
-                    "values": contributions,
-                }
+            for base_value, output, row in zip(
+                bases.tolist(), outputs.tolist(), values.tolist(), strict=True
             )
-        return out
+        ]
 
 
 def _select_target(
@@ -232,15 +242,20 @@ def explainer_for_version(
 ) -> VersionExplainer:
     """The cached explainer of a local version (built on first use). The serving
     path passes the model artifact and input schema it already holds, so a cached
-    explainer costs no query; otherwise both are read."""
+    explainer costs no query; otherwise what is missing is read."""
     from apps.groups.serving import _matrix
     from apps.registry.artifacts import artifact_load, artifact_read_verified
     from apps.registry.models import ModelArtifact, ModelVersion
 
     artifacts: dict[str, Any] | None = None
-    if model_file is None or schema is None:
-        version = ModelVersion.objects.get(pk=version_id)
-        schema = list(version.input_schema or [])
+    if schema is None:
+        schema = list(
+            ModelVersion.objects.values_list("input_schema", flat=True).get(
+                pk=version_id
+            )
+            or []
+        )
+    if model_file is None:
         artifacts = {
             a.role: a for a in ModelArtifact.objects.filter(version_id=version_id)
         }
@@ -270,12 +285,22 @@ def explainer_for_version(
     return built
 
 
+@dataclass
+class Explained:
+    """A batch's explanations and the contributions matrix they were made from."""
+
+    items: list[dict[str, Any]]
+    values: np.ndarray  # (rows, features), columns in feature_names order
+    feature_names: list[str]
+
+
 @timed_explanation
-def explain_rows(
+def explain_batch(
     version_id: int, rows: list[dict[str, Any]], *, serving: Any = None
-) -> list[dict[str, Any]]:
-    """SHAP values of rows for a version. `serving` (the serving path's
-    ServingVersion) supplies the artifact and schema already in memory."""
+) -> Explained:
+    """SHAP values of rows for a version, with the contributions as a matrix (for
+    the global importance). `serving` (the serving path's ServingVersion) supplies
+    the artifact and schema already in memory."""
     from apps.groups.serving import _matrix
     from apps.registry.models import ModelVersion
 
@@ -285,11 +310,19 @@ def explain_rows(
             version_id, model_file=serving.artifact, schema=schema
         )
     else:
-        explainer = explainer_for_version(version_id)
         schema = list(
             ModelVersion.objects.values_list("input_schema", flat=True).get(
                 pk=version_id
             )
             or []
         )
-    return explainer.explain(_matrix(schema, rows))
+        explainer = explainer_for_version(version_id, schema=schema)
+    values, base = explainer.shap_values(_matrix(schema, rows))
+    return Explained(explainer.format(values, base), values, explainer.feature_names)
+
+
+def explain_rows(
+    version_id: int, rows: list[dict[str, Any]], *, serving: Any = None
+) -> list[dict[str, Any]]:
+    """SHAP values of rows for a version (see explain_batch)."""
+    return explain_batch(version_id, rows, serving=serving).items

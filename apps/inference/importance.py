@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connection
 
 from apps.registry.models import FeatureImportance
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def importance_add(version_id: int, explanations: list[dict[str, Any]]) -> None:
@@ -16,6 +19,28 @@ def importance_add(version_id: int, explanations: list[dict[str, Any]]) -> None:
     for item in explanations:
         for feature, value in (item.get("values") or {}).items():
             sums[feature] += abs(float(value))
+    _importance_upsert(version_id, sums, len(explanations))
+
+
+def importance_add_values(
+    version_id: int, feature_names: list[str], values: np.ndarray
+) -> None:
+    """importance_add for a batch given as its contributions matrix (rows, features):
+    the same sums, added row after row in the same order, without a dict per row."""
+    import numpy as np  # the pages that only read importance do without it
+
+    if len(values) == 0:
+        return
+    magnitudes = np.abs(np.asarray(values, dtype=np.float64))
+    # accumulate adds strictly row after row (a plain sum may pair rows up and round
+    # differently from the running sums importance_add keeps).
+    totals = np.add.accumulate(magnitudes, axis=0)[-1].tolist()
+    _importance_upsert(
+        version_id, dict(zip(feature_names, totals, strict=True)), len(values)
+    )
+
+
+def _importance_upsert(version_id: int, sums: dict[str, float], count: int) -> None:
     if not sums:
         return
     table = FeatureImportance._meta.db_table
@@ -24,7 +49,7 @@ def importance_add(version_id: int, explanations: list[dict[str, Any]]) -> None:
             f"INSERT INTO {table} AS i (version_id, feature, abs_sum, count) "  # noqa: S608
             "VALUES (%s, %s, %s, %s) ON CONFLICT (version_id, feature) DO UPDATE "
             "SET abs_sum = i.abs_sum + EXCLUDED.abs_sum, count = i.count + EXCLUDED.count",
-            [(version_id, f, s, len(explanations)) for f, s in sums.items()],
+            [(version_id, f, s, count) for f, s in sums.items()],
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.tasks import tenant_async
@@ -36,23 +38,30 @@ def explain_pending(
 
     from django.db import connection, transaction
     from psycopg import sql
-    from psycopg.types.json import Jsonb
 
     from apps.core.db import current_schema
-    from apps.inference.explain import ExplanationUnavailable, explain_rows
-    from apps.inference.importance import importance_add
+    from apps.inference.explain import ExplanationUnavailable, explain_batch
+    from apps.inference.importance import importance_add_values
     from apps.inference.tables import table_name
 
     table = sql.Identifier(current_schema(), table_name(group_id))
     started, done = time.monotonic(), 0
     while time.monotonic() - started < budget_seconds:
         with transaction.atomic(), connection.cursor() as cursor:
+            # Lock the batch on its keys alone, then read each row by its primary
+            # key: ordering the pending rows with their inputs sorts every pending
+            # input (spilling to disk once there is a backlog). The keys travel as
+            # text, only to be sent back: no UUID or datetime objects per row.
             cursor.execute(
                 sql.SQL(
-                    "SELECT request_id, ts, version_id, input FROM {} "
+                    "WITH locked AS (SELECT request_id, ts FROM {table} "
                     "WHERE explain_requested AND explanation IS NULL "
-                    "ORDER BY ts LIMIT %s FOR UPDATE SKIP LOCKED"
-                ).format(table),
+                    "ORDER BY ts LIMIT %s FOR UPDATE SKIP LOCKED) "
+                    "SELECT l.request_id::text, l.ts::text, r.version_id, r.input "
+                    "FROM locked AS l "
+                    "CROSS JOIN LATERAL (SELECT version_id, input FROM {table} AS t "
+                    "WHERE t.request_id = l.request_id AND t.ts = l.ts LIMIT 1) AS r"
+                ).format(table=table),
                 [batch],
             )
             rows = cursor.fetchall()
@@ -61,40 +70,54 @@ def explain_pending(
             by_version: dict[int, list[tuple]] = {}
             for row in rows:
                 by_version.setdefault(row[2], []).append(row)
-            updates = []
+            request_ids: list[str] = []
+            stamps: list[str] = []
+            documents: list[Any] = []  # each row's explanation, in that order
             for version_id, items in by_version.items():
-                inputs = [
-                    json.loads(r[3]) if isinstance(r[3], str) else r[3] for r in items
-                ]
+                request_ids += [r[0] for r in items]
+                stamps += [r[1] for r in items]
+                inputs = _json_values([r[3] for r in items])
                 flat = [r for x in inputs for r in (x if isinstance(x, list) else [x])]
                 try:
-                    explained = explain_rows(version_id, flat)
+                    explained = explain_batch(version_id, flat)
                 except ExplanationUnavailable as exc:
-                    note = {"error": str(exc)}
-                    updates += [(Jsonb(note), r[0], r[1]) for r in items]
+                    documents += [{"error": str(exc)}] * len(items)
                     continue
-                importance_add(version_id, explained)
+                importance_add_values(
+                    version_id, explained.feature_names, explained.values
+                )
                 position = 0
-                for (request_id, ts, _, _), given in zip(items, inputs, strict=True):
-                    count = len(given) if isinstance(given, list) else 1
-                    chunk = explained[position : position + count]
-                    position += count
-                    value = chunk if isinstance(given, list) else chunk[0]
-                    updates.append((Jsonb(value), request_id, ts))
-            # One statement for the batch: the rows' keys and values as arrays.
+                for given in inputs:
+                    if isinstance(given, list):
+                        documents.append(
+                            explained.items[position : position + len(given)]
+                        )
+                        position += len(given)
+                    else:
+                        documents.append(explained.items[position])
+                        position += 1
+            # One statement for the batch: the keys as arrays and the explanations as
+            # one JSON array (encoded once, split by the database), zipped by position.
             cursor.execute(
                 sql.SQL(
                     "UPDATE {} AS t SET explanation = u.explanation, "
                     "explain_requested = false "
-                    "FROM unnest(%s::jsonb[], %s::uuid[], %s::timestamptz[]) "
+                    "FROM ROWS FROM (jsonb_array_elements(%s::jsonb), "
+                    "unnest(%s::uuid[]), unnest(%s::timestamptz[])) "
                     "AS u(explanation, request_id, ts) "
                     "WHERE t.request_id = u.request_id AND t.ts = u.ts"
                 ).format(table),
-                [
-                    [u[0] for u in updates],
-                    [u[1] for u in updates],
-                    [u[2] for u in updates],
-                ],
+                [json.dumps(documents, separators=(",", ":")), request_ids, stamps],
             )
-            done += len(updates)
+            done += len(documents)
     return done
+
+
+def _json_values(values: list[Any]) -> list[Any]:
+    """jsonb column values as the connection returns them (text, or already
+    decoded) as Python values; text is parsed in one call for the whole batch."""
+    import json
+
+    if all(isinstance(v, str) for v in values):
+        return list(json.loads("[" + ",".join(values) + "]"))
+    return [json.loads(v) if isinstance(v, str) else v for v in values]

@@ -1,0 +1,192 @@
+"""Background explanations: a batch is converted, stored and folded into the global
+importance at once, with exactly the values the row-by-row explanation gives."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from apps.inference.explain import (
+    VersionExplainer,
+    build_explainer,
+    explain_rows,
+    explainer_cache_clear,
+)
+from apps.inference.importance import importance_add, importance_add_values
+from apps.inference.tasks import _json_values, explain_pending
+from apps.registry.models import FeatureImportance, ModelVersion
+from apps.tenants.demo import demo_rows, seed_demo_content, train_demo_models
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_demo_models()
+
+
+@pytest.fixture
+def demo_group(tenant_a, trained):
+    from apps.groups.serving import clear_route_cache
+    from apps.tenants import demo
+
+    original = demo.train_demo_models
+    demo.train_demo_models = lambda: trained
+    clear_route_cache()
+    explainer_cache_clear()
+    try:
+        with schema_context("alpha"):
+            yield seed_demo_content(actor="test")
+    finally:
+        demo.train_demo_models = original
+        explainer_cache_clear()
+
+
+def _matrix(rows: list[dict[str, float]]) -> np.ndarray:
+    return np.asarray([list(r.values()) for r in rows], dtype=float)
+
+
+def _row_by_row(
+    explainer: VersionExplainer, values: np.ndarray, base: np.ndarray
+) -> list[dict[str, Any]]:
+    """The explanations as they were built one row at a time."""
+    out = []
+    for row_values, row_base in zip(values, base, strict=True):
+        base_value = float(row_base)
+        out.append(
+            {
+                "method": explainer.method,
+                "output_space": explainer.output_space,
+                "target": explainer.target_label,
+                "base_value": base_value,
+                "output": base_value + float(np.sum(row_values)),
+                "values": {
+                    name: float(v)
+                    for name, v in zip(explainer.feature_names, row_values, strict=True)
+                },
+            }
+        )
+    return out
+
+
+@pytest.mark.parametrize("kind", ["tree", "linear"])
+def test_a_batch_is_formatted_exactly_as_row_by_row(trained, kind):
+    rows = demo_rows(300)
+    names = list(rows[0])
+    if kind == "tree":
+        explainer = build_explainer(trained[1][1], names, background=None)
+    else:
+        background = _matrix(demo_rows(100, offset=200))
+        explainer = build_explainer(trained[0][1], names, background=background)
+    values, base = explainer.shap_values(_matrix(rows))
+
+    formatted = explainer.format(values, base)
+
+    expected = _row_by_row(explainer, values, base)
+    assert formatted == expected
+    assert [list(item) for item in formatted] == [list(item) for item in expected]
+    assert [list(item["values"]) for item in formatted] == [names] * len(rows)
+    for item in formatted:
+        assert item["base_value"] + sum(item["values"].values()) == pytest.approx(
+            item["output"], abs=1e-9
+        )
+    # Whatever layout and precision an explainer hands back.
+    narrow = np.asfortranarray(values.astype(np.float32))
+    narrow_base = base.astype(np.float32)
+    assert explainer.format(narrow, narrow_base) == _row_by_row(
+        explainer, narrow, narrow_base
+    )
+
+
+def test_importance_from_the_matrix_equals_the_sums_of_the_explanations(
+    demo_group, trained
+):
+    rows = demo_rows(569)
+    names = list(rows[0])
+    explainer = build_explainer(trained[1][1], names, background=None)
+    values, base = explainer.shap_values(_matrix(rows))
+    champion, challenger = ModelVersion.objects.order_by("number")[:2]
+
+    importance_add(champion.pk, explainer.format(values, base))
+    importance_add_values(challenger.pk, names, values)
+
+    def stored(version: ModelVersion) -> list[tuple[str, float, int]]:
+        return list(
+            FeatureImportance.objects.filter(version=version)
+            .order_by("feature")
+            .values_list("feature", "abs_sum", "count")
+        )
+
+    assert stored(challenger) == stored(champion)
+    assert len(stored(challenger)) == 30 and stored(challenger)[0][2] == 569
+
+
+def test_jsonb_text_of_a_batch_is_parsed_once_with_the_same_values():
+    texts = ['{"a": 1.5}', "[1, 2]", '{"b": null}']
+
+    assert _json_values(texts) == [{"a": 1.5}, [1, 2], {"b": None}]
+    assert _json_values([texts[0], {"c": 2}, None]) == [{"a": 1.5}, {"c": 2}, None]
+
+
+def _insert(table: str, version_id: int, value: Any, *, sampled: bool = True) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (request_id, ts, version_id, status, input, "
+            "explain_requested) VALUES (gen_random_uuid(), "
+            "clock_timestamp(), %s, 'ok', %s::jsonb, %s) RETURNING request_id::text",
+            [version_id, json.dumps(value), sampled],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_background_explanations_equal_the_row_by_row_ones_for_every_input_shape(
+    demo_group, trained
+):
+    table = f"inference_log_g{demo_group.pk}"
+    champion, challenger = ModelVersion.objects.order_by("number")[:2]
+    rows = demo_rows(12)
+    partial = dict(list(rows[11].items())[1:])  # a feature missing: explained as NaN
+    given: dict[str, tuple[int, Any]] = {}
+    for row in rows[:5]:
+        given[_insert(table, challenger.pk, row)] = (challenger.pk, row)
+    given[_insert(table, challenger.pk, rows[5:8])] = (challenger.pk, rows[5:8])
+    given[_insert(table, challenger.pk, [rows[8]])] = (challenger.pk, [rows[8]])
+    given[_insert(table, challenger.pk, partial)] = (challenger.pk, partial)
+    for row in rows[9:11]:
+        given[_insert(table, champion.pk, row)] = (champion.pk, row)
+    unsampled = _insert(table, challenger.pk, rows[0], sampled=False)
+
+    done = explain_pending(demo_group.pk, batch=4)
+    again = explain_pending(demo_group.pk, batch=4)
+
+    assert done == len(given) == 10 and again == 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT request_id::text, explanation, explain_requested FROM {table}"
+        )
+        stored = {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
+    assert stored.pop(unsampled) == (None, False)
+    assert set(stored) == set(given)
+    for request_id, (version_id, value) in given.items():
+        text, requested = stored[request_id]
+        expected = (
+            explain_rows(version_id, value)
+            if isinstance(value, list)
+            else explain_rows(version_id, [value])[0]
+        )
+        assert json.loads(text) == json.loads(json.dumps(expected)) and not requested
+    tree = json.loads(stored[next(iter(given))][0])
+    margin = trained[1][1].decision_function(_matrix(rows[:1]))[0]
+    assert tree["output"] == pytest.approx(float(margin), abs=1e-9)
+    assert tree["base_value"] + sum(tree["values"].values()) == pytest.approx(
+        tree["output"], abs=1e-9
+    )
+    counts = dict(
+        FeatureImportance.objects.filter(feature="mean_radius").values_list(
+            "version_id", "count"
+        )
+    )
+    assert counts == {challenger.pk: 5 + 3 + 1 + 1, champion.pk: 2}
