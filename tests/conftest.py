@@ -71,6 +71,14 @@ def _back_to_public() -> Iterator[None]:
     _leases.clear()
 
 
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """Local fake servers (pytest-httpserver) listen on 127.0.0.1: the only address
+    the test settings' SSRF allow-list admits. One server per session, so every
+    test directory must agree."""
+    return ("127.0.0.1", 0)
+
+
 @pytest.fixture
 def tenant_a(db):  # type: ignore[no-untyped-def]
     from apps.tenants.models import Organization

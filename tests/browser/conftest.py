@@ -272,6 +272,11 @@ def screenshot(page: Any, name: str) -> Path:
 def _page(browser: Any, request: Any, **options: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
     context.set_default_timeout(15_000)
+    # Assertions wait as long as actions: on a loaded machine (the rest of the suite
+    # on the other worker) a lazily loaded panel can take more than expect's 5 s.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     page = context.new_page()
     try:
         yield page

@@ -12,11 +12,6 @@ from pytest_httpserver import HTTPServer
 from apps.groups.serving import clear_route_cache
 
 
-@pytest.fixture(scope="session")
-def httpserver_listen_address() -> tuple[str, int]:
-    return ("127.0.0.1", 0)
-
-
 @pytest.fixture(autouse=True)
 def _fresh_routes() -> Iterator[None]:
     clear_route_cache()

@@ -108,8 +108,3 @@ def worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:  #
     kill_worker(proc)
     with django_db_blocker.unblock():
         queue_cleanup("alpha", "beta")
-
-
-@pytest.fixture(scope="session")
-def httpserver_listen_address() -> tuple[str, int]:
-    return ("127.0.0.1", 0)  # the only address the test SSRF allow-list admits

@@ -14,11 +14,6 @@ from django.utils.module_loading import import_string
 BELL = "apps.notifications.context_processors.bell"
 
 
-@pytest.fixture(scope="session")
-def httpserver_listen_address() -> tuple[str, int]:
-    return ("127.0.0.1", 0)
-
-
 @pytest.fixture(autouse=True)
 def _wired(settings: Any, tmp_path: Any) -> None:
     settings.MEDIA_ROOT = str(tmp_path / "media")

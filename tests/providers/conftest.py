@@ -13,11 +13,6 @@ from pytest_httpserver import HTTPServer
 
 
 @pytest.fixture(scope="session")
-def httpserver_listen_address() -> tuple[str, int]:
-    return ("127.0.0.1", 0)
-
-
-@pytest.fixture(scope="session")
 def make_httpserver(httpserver_listen_address: tuple[str, int]) -> Iterator[HTTPServer]:
     # Threaded: a handler that stalls (timeout tests) must not hold up the retry.
     host, port = httpserver_listen_address

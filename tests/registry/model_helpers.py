@@ -17,19 +17,12 @@ __all__ = [
     "audit_of",
     "catalogue_provider",
     "fake_openai_models",
-    "httpserver_listen_address",
     "make_httpserver",
     "model_in",
     "provider_in",
     "rich_metadata",
     "version_in",
 ]
-
-
-@pytest.fixture(scope="session")
-def httpserver_listen_address() -> tuple[str, int]:
-    # 127.0.0.1: the only address the test SSRF allow-list admits.
-    return ("127.0.0.1", 0)
 
 
 @pytest.fixture(scope="session")

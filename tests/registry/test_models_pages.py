@@ -15,7 +15,6 @@ from tests.registry.model_helpers import (  # noqa: F401 (fixtures)
     UNUSED_URL,
     audit_of,
     catalogue_provider,
-    httpserver_listen_address,
     make_httpserver,
     model_in,
     provider_in,
