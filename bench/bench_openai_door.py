@@ -25,24 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness as h
 
+from config.bench_views import FAKE_COMPLETION
+
 SECTION = "openai_door"
-COMPLETION = json.dumps(
-    {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": 1764201600,
-        "model": "fake-gpt",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "benign."},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-    }
-).encode()
+COMPLETION = json.dumps(FAKE_COMPLETION).encode()
 
 
 RESPONSE = (

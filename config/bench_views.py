@@ -57,26 +57,28 @@ def bare_predict(request: HttpRequest) -> JsonResponse:
     )
 
 
+# The fixed answer of item 9's fake provider and of the bare view below.
+FAKE_COMPLETION: dict[str, Any] = {
+    "id": "chatcmpl-fake",
+    "object": "chat.completion",
+    "created": 1764201600,
+    "model": "fake-gpt",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "benign."},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+}
+
+
 @csrf_exempt
 @require_POST
 def bare_chat(request: HttpRequest) -> JsonResponse:
     """`POST /bench/bare-chat/v1/chat/completions`: reads the body, answers a fixed
     chat.completion (the fake provider's), nothing else."""
     json.loads(request.body)
-    return JsonResponse(
-        {
-            "id": "chatcmpl-bare",
-            "object": "chat.completion",
-            "created": 1764201600,
-            "model": "fake-gpt",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "benign."},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-        }
-    )
+    return JsonResponse(FAKE_COMPLETION)

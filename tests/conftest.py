@@ -71,6 +71,18 @@ def _back_to_public() -> Iterator[None]:
     _leases.clear()
 
 
+@pytest.fixture(scope="module")
+def trained() -> Iterator[None]:
+    """The demo's models trained once per module (seed_demo_content trains them)."""
+    from apps.tenants import demo
+
+    models = demo.train_demo_models()
+    original = demo.train_demo_models
+    demo.train_demo_models = lambda: models  # type: ignore[assignment]
+    yield
+    demo.train_demo_models = original  # type: ignore[assignment]
+
+
 @pytest.fixture(scope="session")
 def httpserver_listen_address() -> tuple[str, int]:
     """Local fake servers (pytest-httpserver) listen on 127.0.0.1: the only address

@@ -8,7 +8,7 @@ import pytest
 
 from apps.accounts.throttling import PredictRateThrottle
 from apps.tenants.demo import DEMO_GROUP, demo_rows
-from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import demo_group  # noqa: F401
 
 PREDICT = f"/api/v1/groups/{DEMO_GROUP}/predict/"
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from tests.groups.analytics_helpers import members_of, write_row
-from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import demo_group  # noqa: F401
 
 
 def _card(html: str, slug: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ config/urls_tenants.py does not include them yet (`pages_wired`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ __all__ = [
     "members_post",
     "pages_wired",
     "third_version",
-    "trained",
     "versions_of",
 ]
 
@@ -43,18 +41,6 @@ handler500 = urls_tenants.handler500
 @pytest.fixture
 def pages_wired(settings: Any) -> None:
     settings.ROOT_URLCONF = __name__
-
-
-@pytest.fixture(scope="module")
-def trained() -> Iterator[None]:
-    """Training once per module keeps these tests fast."""
-    from apps.tenants import demo
-
-    models = demo.train_demo_models()
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: models  # type: ignore[assignment]
-    yield
-    demo.train_demo_models = original  # type: ignore[assignment]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.groups.analytics_helpers import (
     raw_member_numbers,
     write_row,
 )
-from tests.groups.group_helpers import audit_of, demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import audit_of, demo_group  # noqa: F401
 
 URLCONF = "tests.groups.analytics_helpers"
 

@@ -18,7 +18,6 @@ from tests.groups.group_helpers import (  # noqa: F401 (fixtures)
     audit_of,
     demo_group,
     third_version,
-    trained,
     versions_of,
 )
 

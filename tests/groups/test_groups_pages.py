@@ -29,7 +29,6 @@ from tests.groups.group_helpers import (  # noqa: F401 (fixtures)
     members_post,
     pages_wired,
     third_version,
-    trained,
     versions_of,
 )
 

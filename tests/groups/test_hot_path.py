@@ -15,7 +15,7 @@ from apps.accounts.services import api_key_revoke
 from apps.groups.services import group_set_status
 from apps.groups.serving import group_route
 from apps.tenants.demo import DEMO_GROUP, demo_rows
-from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import demo_group  # noqa: F401
 
 
 def _predict(client):  # type: ignore[no-untyped-def]

@@ -14,20 +14,8 @@ from django_tenants.utils import schema_context
 from apps.tenants.demo import DEMO_GROUP, demo_labels, demo_rows, seed_demo_content
 
 
-@pytest.fixture(scope="module")
-def _trained():
-    """Training once per module keeps these tests fast."""
-    from apps.tenants import demo
-
-    models = demo.train_demo_models()
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: models
-    yield
-    demo.train_demo_models = original
-
-
 @pytest.fixture
-def group(tenant_a, _trained):
+def group(tenant_a, trained):
     with schema_context("alpha"):
         return seed_demo_content(actor="test")
 

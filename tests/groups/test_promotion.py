@@ -21,7 +21,7 @@ from apps.groups.promotion import (
 )
 from apps.groups.services import group_update
 from tests.groups.analytics_helpers import members_of, write_row
-from tests.groups.group_helpers import audit_of, demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import audit_of, demo_group  # noqa: F401
 
 URLCONF = "tests.groups.analytics_helpers"
 
@@ -271,7 +271,6 @@ def test_comparison_api_is_tenant_scoped(
 def test_ten_concurrent_promotions_leave_exactly_one_champion(
     django_db_setup,
     django_db_blocker,
-    trained,  # noqa: F811
 ):
     from apps.tenants.demo import seed_demo_content
     from apps.tenants.services import tenant_create, tenant_delete

@@ -12,7 +12,7 @@ from apps.groups import stats
 from apps.groups.models import MemberRollup, RollupWatermark
 from apps.groups.rollups import rollups_refresh
 from tests.groups.analytics_helpers import members_of, write_row
-from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import demo_group  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -542,18 +542,6 @@ def test_request_id_search_leads_from_the_header_to_the_row(viewer_page, known):
     assert "No group logged an inference" in missing.content.decode()
 
 
-@pytest.fixture(scope="module")
-def trained():
-    """Training once per module keeps these tests fast."""
-    from apps.tenants import demo
-
-    models = demo.train_demo_models()
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: models
-    yield
-    demo.train_demo_models = original
-
-
 def test_a_real_prediction_is_found_by_its_response_header(
     tenant_a, trained, make_key, api_client, viewer_page
 ):

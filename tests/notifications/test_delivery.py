@@ -25,7 +25,7 @@ from apps.notifications.services import (
     webhook_deliver,
     webhook_endpoint_create,
 )
-from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import demo_group  # noqa: F401
 from tests.jobs.conftest import breast_cancer_csv, upload
 
 

@@ -39,19 +39,8 @@ def _token(settings):
     settings.METRICS_ALLOWED_NETWORKS = []
 
 
-@pytest.fixture(scope="module")
-def _trained():
-    from apps.tenants import demo
-
-    models = demo.train_demo_models()
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: models
-    yield
-    demo.train_demo_models = original
-
-
 @pytest.fixture
-def group(tenant_a, _trained):
+def group(tenant_a, trained):
     from apps.groups.serving import clear_route_cache
 
     clear_route_cache()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from tests.groups.analytics_helpers import members_of, write_row
-from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import demo_group  # noqa: F401
 from tests.jobs.conftest import queue_cleanup
 
 REPLICA = "replica"
@@ -122,7 +122,7 @@ def _make_tenant(schema: str, rows: int) -> Tenant:
 def tenants(
     django_db_setup: None,
     django_db_blocker: Any,
-    trained: None,  # noqa: F811
+    trained: None,
 ) -> Iterator[dict[str, Tenant]]:
     """Two tenants with committed groups, rows and rollups; dropped afterwards."""
     made: dict[str, Tenant] = {}

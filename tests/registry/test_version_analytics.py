@@ -18,7 +18,7 @@ from apps.groups import stats
 from apps.groups.display import metric_text, rate
 from tests.groups.analytics_helpers import members_of, write_row
 from tests.groups.analytics_helpers import urlpatterns as analytics_urlpatterns
-from tests.groups.group_helpers import demo_group, trained  # noqa: F401
+from tests.groups.group_helpers import demo_group  # noqa: F401
 from tests.registry.model_helpers import model_in, version_in
 
 _WIRED = any(

@@ -244,19 +244,7 @@ def test_a_cloned_schema_numbers_its_rows_like_a_migrated_one(db, settings):
         assert cursor.fetchone()[0] == 0
 
 
-@pytest.fixture(scope="module")
-def _trained():
-    """Training once per module keeps these tests fast."""
-    from apps.tenants import demo
-
-    models = demo.train_demo_models()
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: models
-    yield
-    demo.train_demo_models = original
-
-
-def test_a_cloned_tenant_logs_in_creates_a_group_and_predicts(db, _trained):
+def test_a_cloned_tenant_logs_in_creates_a_group_and_predicts(db, trained):
     template = settings.TENANT_TEMPLATE_SCHEMA
     _create("tplwork")
     host = "tplwork.test"
