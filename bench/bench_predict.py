@@ -39,8 +39,7 @@ def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[s
     """The round trips each variant makes per request, counted in-process with
     Django's test client (gunicorn adds one `SELECT 1` health check per request to
     both): Django's queries, plus what the hot path sends on the raw psycopg
-    connection (a statement, or a pipeline of several sent together)."""
-    import contextlib
+    connection (a statement, or a transaction sent as one query string)."""
     import json
 
     import psycopg
@@ -50,22 +49,19 @@ def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[s
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from apps.core import db
+
     raw_calls: list[str] = []
-    plain_execute, plain_pipeline = (
-        psycopg.Connection.execute,
-        psycopg.Connection.pipeline,
-    )
+    plain_execute, plain_commit = psycopg.Connection.execute, db._commit
 
     def execute(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
         text = query.as_string(self) if hasattr(query, "as_string") else str(query)
         raw_calls.append("raw: " + text)
         return plain_execute(self, query, *args, **kwargs)
 
-    @contextlib.contextmanager
-    def pipeline(self):  # type: ignore[no-untyped-def]
-        raw_calls.append("raw pipeline (one round trip)")
-        with plain_pipeline(self) as p:
-            yield p
+    def commit(statements):  # type: ignore[no-untyped-def]
+        raw_calls.append(f"raw commit of {len(statements)} (one round trip)")
+        return plain_commit(statements)
 
     client = Client(HTTP_HOST=h.HOST)
     calls = {
@@ -82,7 +78,7 @@ def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[s
         for _ in range(3):  # caches warm, as under load
             raw_calls.clear()
             psycopg.Connection.execute = execute  # type: ignore[method-assign]
-            psycopg.Connection.pipeline = pipeline  # type: ignore[method-assign]
+            db._commit = commit
             try:
                 with CaptureQueriesContext(connection) as captured:
                     response = client.post(
@@ -90,7 +86,7 @@ def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[s
                     )
             finally:
                 psycopg.Connection.execute = plain_execute  # type: ignore[method-assign]
-                psycopg.Connection.pipeline = plain_pipeline  # type: ignore[method-assign]
+                db._commit = plain_commit
             assert response.status_code == 200, response.content[:300]
         out[name] = [
             " ".join(q["sql"].split())[:90] for q in captured.captured_queries
