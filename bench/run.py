@@ -61,7 +61,11 @@ def main() -> int:
     mode = "quick" if args.quick else "full"
     started = time.monotonic()
     h.log(f"ModelHub benchmarks, {mode} run")
-    h.results_reset(mode=mode, started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if only:  # a partial run replaces its own sections and keeps the others
+        h.results_update(mode=mode, started_at=stamp)
+    else:
+        h.results_reset(mode=mode, started_at=stamp)
     failed: list[str] = []
     try:
         h.prepare(fresh=True)
