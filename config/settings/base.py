@@ -335,7 +335,7 @@ API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 # Which tenant a host name selects, remembered per process for this long (a new,
 # changed or removed domain or tenant reaches every other process within it; the
 # process that changed it forgets at once). 0 looks it up on every request.
-TENANT_HOST_CACHE_SECONDS = env.float("TENANT_HOST_CACHE_SECONDS", default=5.0)
+TENANT_HOST_CACHE_SECONDS = env.float("TENANT_HOST_CACHE_SECONDS", default=1.0)
 
 # /metrics (Prometheus): off unless a bearer token or source networks are set. The
 # scrape with neither `?tenant=` sees every tenant; `?tenant=<slug>` only that one.
