@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,32 @@ def on_starting(server: Any) -> None:
     if _OWN_METRICS_DIR:
         shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
+
+
+# Seconds the master may spend loading the active groups' models before the first
+# fork (0: none); see when_ready.
+warm_seconds = float(os.environ.get("GUNICORN_WARM_SECONDS", "30"))
+
+
+def when_ready(server: Any) -> None:
+    """Once, in the master before the first fork: load every active group's local
+    models (and routes), so that each worker, a recycled one too, starts with them
+    instead of making its first callers wait for the load. Never blocks the start:
+    a failure (the database not up yet) leaves the loading to the first requests."""
+    if warm_seconds <= 0:
+        return
+    try:
+        from apps.groups.serving import warm_active_groups
+
+        started = time.monotonic()
+        loaded = warm_active_groups(warm_seconds)
+        server.log.info(
+            "loaded %d models of active groups in %.1f s",
+            loaded,
+            time.monotonic() - started,
+        )
+    except Exception as exc:  # whatever it is, the workers load on demand instead
+        server.log.warning("models not loaded before the first fork: %s", exc)
 
 
 def child_exit(server: Any, worker: Any) -> None:
