@@ -115,6 +115,7 @@ def warm_active_groups(budget_seconds: float) -> int:
     gunicorn calls it in the master before the first fork (preload_app), so every
     worker, a recycled one included, starts with the models its first callers need
     instead of loading them on their time (about 2 s for the demo's two models).
+    scikit-learn (skops) models only; ONNX sessions are opened by each worker.
     Stops after `budget_seconds` or when the artifact cache is full, and closes the
     database connections it opened: a forked worker must open its own."""
     from django.db import connections
@@ -149,10 +150,17 @@ def warm_active_groups(budget_seconds: float) -> int:
                             or artifact_cache_size() >= room
                         ):
                             return artifact_cache_size() - before
-                        if version.local and version.artifact is not None:
+                        artifact = version.artifact
+                        # scikit-learn models only: an onnxruntime session starts
+                        # thread pools, which a forked worker would not inherit.
+                        if (
+                            version.local
+                            and artifact is not None
+                            and artifact.format == ModelArtifact.Format.SKOPS
+                        ):
                             with contextlib.suppress(ApplicationError):
                                 # An unloadable file: its callers get the reason.
-                                artifact_load(version.artifact)
+                                artifact_load(artifact)
         return artifact_cache_size() - before
     finally:
         connections.close_all()
