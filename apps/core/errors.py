@@ -12,7 +12,14 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError, InterfaceError, OperationalError
+from django.db import (
+    DatabaseError,
+    DataError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    connection,
+)
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from rest_framework import exceptions, status
@@ -136,6 +143,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(
             envelope(exc.code, exc.message, exc.fields), status=exc.status_code
         )
+    if tenant_gone(exc):
+        return Response(
+            envelope("unknown_host", "No organisation is served at this host."),
+            status=status.HTTP_404_NOT_FOUND,
+        )
     if isinstance(exc, DATABASE_UNAVAILABLE):
         logger.warning("database unavailable: %s", exc.__class__.__name__)
         return Response(
@@ -197,6 +209,48 @@ def service_unavailable(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def tenant_gone(exc: BaseException | None) -> bool:
+    """Whether a query failed because the request's tenant was deleted after this
+    process looked its host up (hosts are remembered for TENANT_HOST_CACHE_SECONDS):
+    its schema no longer exists. If so, the process forgets every host at once."""
+    if not isinstance(exc, ProgrammingError) or connection.in_atomic_block:
+        return False
+    from django_tenants.utils import schema_exists
+
+    from apps.core.db import current_schema, is_public_schema
+
+    schema = current_schema()
+    if is_public_schema(schema):
+        return False
+    try:
+        if schema_exists(schema):
+            return False
+    except DatabaseError:
+        return False
+    from apps.core.middleware import forget_tenant_hosts
+
+    forget_tenant_hosts()
+    return True
+
+
+def tenant_gone_response(request: HttpRequest) -> HttpResponse:
+    """404 for a host whose organisation was just deleted: the envelope on API paths,
+    a plain page elsewhere (its schema is gone, so no template context processors)."""
+    if _is_api(request):
+        return JsonResponse(
+            envelope("unknown_host", "No organisation is served at this host."),
+            status=404,
+        )
+    return HttpResponse(
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Not found · ModelHub</title></head>\n"
+        '<body style="font-family: system-ui, sans-serif; margin: 3rem;">'
+        "<h1>Not found</h1><p>No organisation is served at this host.</p>"
+        "</body></html>\n",
+        status=404,
+    )
+
+
 def _page(request: HttpRequest, template: str, status_code: int) -> HttpResponse:
     response = TemplateResponse(
         request, template, {"request_id": current_request_id()}, status=status_code
@@ -246,6 +300,8 @@ def handler500(request: HttpRequest) -> HttpResponse:
     # that went away (also under a middleware, e.g. the tenant lookup) is a 503.
     if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
         return service_unavailable(request)
+    if tenant_gone(sys.exc_info()[1]):
+        return tenant_gone_response(request)
     if _is_api(request):
         return JsonResponse(
             envelope("server_error", "Internal server error."), status=500

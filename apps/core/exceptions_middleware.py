@@ -16,6 +16,8 @@ from apps.core.errors import (
     ApplicationError,
     envelope,
     service_unavailable,
+    tenant_gone,
+    tenant_gone_response,
 )
 
 
@@ -31,6 +33,8 @@ class ApplicationErrorMiddleware:
     ) -> HttpResponse | None:
         if isinstance(exc, DATABASE_UNAVAILABLE):
             return service_unavailable(request)
+        if tenant_gone(exc):
+            return tenant_gone_response(request)
         if not isinstance(exc, ApplicationError):
             return None
         if request.path.startswith(API_PREFIXES):

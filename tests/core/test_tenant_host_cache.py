@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import schema_context
 
 from tests.conftest import host_of
 
@@ -72,3 +73,48 @@ def test_an_unknown_host_is_not_remembered(remember, tenant_a):
         [Domain(domain="later.test", tenant=tenant_a, is_primary=False)]
     )
     assert client.get("/api/v1/groups/").status_code == 401
+
+
+def test_a_tenant_deleted_by_another_process_is_a_404_not_a_500(
+    django_db_setup, django_db_blocker, settings
+):
+    """Another process deleted the organisation while this one still remembers its
+    host: requests get the unknown-host 404, and the host is forgotten."""
+    from apps.accounts.services import api_key_create
+    from apps.tenants.models import Organization
+    from apps.tenants.services import tenant_create, tenant_delete
+
+    settings.TENANT_HOST_CACHE_SECONDS = 60
+    slug = "gonehost"
+    with django_db_blocker.unblock():
+        if Organization.objects.filter(schema_name=slug).exists():
+            tenant_delete(slug=slug)  # left over by an interrupted run
+        tenant_create(slug=slug, name="Gone", admin_email=f"admin@{slug}.test")
+        try:
+            with schema_context(slug):
+                _, key = api_key_create(name="k", scope="manage", actor="test")
+            connection.set_schema_to_public()
+            client = Client(HTTP_HOST=f"{slug}.localhost")
+            auth = {"HTTP_AUTHORIZATION": f"Api-Key {key}"}
+            assert client.get("/api/v1/groups/", **auth).status_code == 200
+            with connection.cursor() as cursor:  # as another process would: no signal
+                cursor.execute(f'DROP SCHEMA "{slug}" CASCADE')
+                cursor.execute(
+                    "DELETE FROM tenants_domain WHERE tenant_id = "
+                    "(SELECT id FROM tenants_organization WHERE schema_name = %s)",
+                    [slug],
+                )
+                cursor.execute(
+                    "DELETE FROM tenants_organization WHERE schema_name = %s", [slug]
+                )
+
+            response = client.get("/api/v1/groups/", **auth)
+
+            assert response.status_code == 404, response.content[:300]
+            assert response.json()["error"]["code"] == "unknown_host"
+            # Forgotten: the next request looks the host up (and finds nothing).
+            assert client.get("/api/v1/groups/", **auth).status_code == 404
+        finally:
+            connection.set_schema_to_public()
+            if Organization.objects.filter(schema_name=slug).exists():
+                tenant_delete(slug=slug)
