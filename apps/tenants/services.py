@@ -147,27 +147,21 @@ def _organization_create(*, slug: str, name: str) -> Organization:
 # migrations could not find, and identity sequences of integer columns become bigint.
 # Each row is one statement that puts a difference right.
 CLONE_REPAIRS = """
-WITH source AS (
-    SELECT c.relname, co.conname, pg_get_constraintdef(co.oid) AS def,
-           row_number() OVER (PARTITION BY c.relname, pg_get_constraintdef(co.oid)
+WITH constraints AS (
+    SELECT n.nspname, c.relname, co.conname, pg_get_constraintdef(co.oid) AS def,
+           row_number() OVER (PARTITION BY n.nspname, c.relname,
+                                           pg_get_constraintdef(co.oid)
                               ORDER BY co.conname) AS nth
     FROM pg_constraint co
     JOIN pg_class c ON c.oid = co.conrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = %(template)s AND co.contype IN ('p', 'u', 'x')
-), copy AS (
-    SELECT c.relname, co.conname, pg_get_constraintdef(co.oid) AS def,
-           row_number() OVER (PARTITION BY c.relname, pg_get_constraintdef(co.oid)
-                              ORDER BY co.conname) AS nth
-    FROM pg_constraint co
-    JOIN pg_class c ON c.oid = co.conrelid
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = %(schema)s AND co.contype IN ('p', 'u', 'x')
+    WHERE n.nspname IN (%(template)s, %(schema)s) AND co.contype IN ('p', 'u', 'x')
 )
 SELECT format('ALTER TABLE %%I.%%I RENAME CONSTRAINT %%I TO %%I',
               %(schema)s, copy.relname, copy.conname, source.conname)
-FROM source JOIN copy USING (relname, def, nth)
-WHERE copy.conname <> source.conname
+FROM constraints AS source JOIN constraints AS copy USING (relname, def, nth)
+WHERE source.nspname = %(template)s AND copy.nspname = %(schema)s
+  AND copy.conname <> source.conname
 UNION ALL
 SELECT format('ALTER SEQUENCE %%I.%%I AS %%s INCREMENT BY %%s MINVALUE %%s '
               'MAXVALUE %%s START WITH %%s CACHE %%s %%s',
