@@ -122,14 +122,14 @@ def warm_active_groups(budget_seconds: float) -> int:
     from django_tenants.utils import get_public_schema_name, schema_context
 
     from apps.registry.artifacts import (
-        DEFAULT_CACHE_SIZE,
+        artifact_cache_capacity,
         artifact_cache_size,
         artifact_load,
     )
     from apps.tenants.models import Organization
 
     started, before = time.monotonic(), artifact_cache_size()
-    room = max(int(getattr(settings, "ARTIFACT_CACHE_SIZE", DEFAULT_CACHE_SIZE)), 1)
+    room = artifact_cache_capacity()
     try:
         schemas = list(
             Organization.objects.exclude(schema_name=get_public_schema_name())

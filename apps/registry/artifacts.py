@@ -524,7 +524,7 @@ class _LRU:
             return self._items[key]
 
     def put(self, key: tuple[str, int, str], value: Any) -> None:
-        size = max(int(getattr(settings, "ARTIFACT_CACHE_SIZE", DEFAULT_CACHE_SIZE)), 1)
+        size = artifact_cache_capacity()
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
@@ -549,6 +549,11 @@ def artifact_cache_clear() -> None:
 
 def artifact_cache_size() -> int:
     return len(_loaded)
+
+
+def artifact_cache_capacity() -> int:
+    """How many loaded models a process keeps (ARTIFACT_CACHE_SIZE)."""
+    return max(int(getattr(settings, "ARTIFACT_CACHE_SIZE", DEFAULT_CACHE_SIZE)), 1)
 
 
 def artifact_load(artifact: ModelArtifact) -> Any:
