@@ -130,6 +130,13 @@ def _invalid_message(fields: dict[str, list[str]]) -> str:
     return f"Invalid input: {shown}."
 
 
+UNKNOWN_HOST = "No organisation is served at this host."
+
+
+def _unknown_host_body() -> dict[str, Any]:
+    return envelope("unknown_host", UNKNOWN_HOST)
+
+
 def _unavailable_body() -> dict[str, Any]:
     return envelope(
         "service_unavailable",
@@ -145,7 +152,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         )
     if tenant_gone(exc):
         return Response(
-            envelope("unknown_host", "No organisation is served at this host."),
+            _unknown_host_body(),
             status=status.HTTP_404_NOT_FOUND,
         )
     if isinstance(exc, DATABASE_UNAVAILABLE):
@@ -238,14 +245,14 @@ def tenant_gone_response(request: HttpRequest) -> HttpResponse:
     a plain page elsewhere (its schema is gone, so no template context processors)."""
     if _is_api(request):
         return JsonResponse(
-            envelope("unknown_host", "No organisation is served at this host."),
+            _unknown_host_body(),
             status=404,
         )
     return HttpResponse(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Not found · ModelHub</title></head>\n"
         '<body style="font-family: system-ui, sans-serif; margin: 3rem;">'
-        "<h1>Not found</h1><p>No organisation is served at this host.</p>"
+        f"<h1>Not found</h1><p>{UNKNOWN_HOST}</p>"
         "</body></html>\n",
         status=404,
     )
@@ -289,7 +296,7 @@ def tenant_not_found(request: HttpRequest) -> HttpResponse:
     """No organisation owns this host name."""
     if _is_api(request):
         return JsonResponse(
-            envelope("unknown_host", "No organisation is served at this host."),
+            _unknown_host_body(),
             status=404,
         )
     return _page(request, "errors/404.html", 404)
