@@ -22,23 +22,25 @@ from psycopg import sql
 from rest_framework.throttling import SimpleRateThrottle
 
 from apps.accounts.authentication import ApiKeyPrincipal
-from apps.core.db import current_schema, is_public_schema, raw_execute
+from apps.core.db import current_schema, is_public_schema, raw_execute, rendered
 
 # A lease is this fraction of the window's limit (at least one request).
 LEASE_FRACTION = 100
 
 
 @lru_cache(maxsize=1024)
-def _lease_statement(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "INSERT INTO {table} AS t (scope, ident, window_start, hits) "
-        "VALUES (%(scope)s, %(ident)s, %(window)s, %(want)s) "
-        "ON CONFLICT (scope, ident) DO UPDATE SET "
-        "hits = CASE WHEN t.window_start = EXCLUDED.window_start "
-        "THEN t.hits + %(want)s ELSE %(want)s END, "
-        "window_start = EXCLUDED.window_start "
-        "RETURNING hits"
-    ).format(table=sql.Identifier(schema, "accounts_throttlewindow"))
+def _lease_statement(schema: str) -> bytes:
+    return rendered(
+        sql.SQL(
+            "INSERT INTO {table} AS t (scope, ident, window_start, hits) "
+            "VALUES (%(scope)s, %(ident)s, %(window)s, %(want)s) "
+            "ON CONFLICT (scope, ident) DO UPDATE SET "
+            "hits = CASE WHEN t.window_start = EXCLUDED.window_start "
+            "THEN t.hits + %(want)s ELSE %(want)s END, "
+            "window_start = EXCLUDED.window_start "
+            "RETURNING hits"
+        ).format(table=sql.Identifier(schema, "accounts_throttlewindow"))
+    )
 
 
 def throttle_lease(scope: str, ident: str, window: int, want: int, limit: int) -> int:

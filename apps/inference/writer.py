@@ -15,6 +15,7 @@ PostgreSQL itself could lose the last fraction of a second of log rows (at most
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
 from functools import lru_cache
@@ -25,7 +26,7 @@ from django.db import connection
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from apps.core.db import current_schema, raw_commit
+from apps.core.db import current_schema, raw_commit, rendered
 from apps.inference.tables import table_name
 
 FIELDS = (
@@ -65,24 +66,38 @@ def uuid7_time(request_id: str | uuid.UUID) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
-def bounded_json(value: Any) -> tuple[Any, bool]:
-    """(value, truncated): payloads over the limit keep a preview and their size,
-    flagged, never silently dropped."""
+# A NUL character in a JSON string: an odd number of backslashes, then u0000.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def bounded_json(value: Any) -> tuple[str | None, bool]:
+    """(JSON text, truncated): payloads over the limit keep a preview and their size,
+    flagged, never silently dropped. The log row sends this text as it is (PostgreSQL
+    casts it to jsonb), so a payload is encoded once.
+
+    PostgreSQL's jsonb cannot hold the NUL character, which a prompt or a model's
+    answer may contain: the log's copy has U+FFFD (the replacement character) in its
+    place, rather than losing the row and failing an answer already computed."""
     if value is None:
         return None, False
     text = json.dumps(value, default=str, separators=(",", ":"))
+    if "\\u0000" in text:
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
     limit = settings.INFERENCE_MAX_PAYLOAD_BYTES
     if len(text) <= limit:
-        return value, False
-    return {"truncated": True, "bytes": len(text), "preview": text[: limit // 4]}, True
+        return text, False
+    preview = {"truncated": True, "bytes": len(text), "preview": text[: limit // 4]}
+    return json.dumps(preview, separators=(",", ":")), True
 
 
 @lru_cache(maxsize=256)
-def _insert_statement(schema: str, group_id: int) -> sql.Composed:
-    return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        sql.Identifier(schema, table_name(group_id)),
-        sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS),
-        sql.SQL(", ").join(sql.Placeholder() * len(FIELDS)),
+def _insert_statement(schema: str, group_id: int) -> bytes:
+    return rendered(
+        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            sql.Identifier(schema, table_name(group_id)),
+            sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS),
+            sql.SQL(", ").join(sql.Placeholder() * len(FIELDS)),
+        )
     )
 
 
@@ -92,10 +107,9 @@ def log_write(group_id: int, row: dict[str, Any]) -> None:
     row.setdefault("ts", uuid7_time(row["request_id"]))
     row["input"], row["input_truncated"] = bounded_json(row.get("input"))
     row["output"], row["output_truncated"] = bounded_json(row.get("output"))
-    values = [
-        Jsonb(row.get(f)) if f in JSON_FIELDS and row.get(f) is not None else row.get(f)
-        for f in FIELDS
-    ]
+    if row.get("explanation") is not None:
+        row["explanation"] = Jsonb(row["explanation"])
+    values = [row.get(f) for f in FIELDS]
     for index, name in enumerate(FIELDS):
         if values[index] is None and name in ("role", "requester", "door"):
             values[index] = ""

@@ -18,7 +18,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from psycopg import sql
 
-from apps.core.db import current_schema, raw_commit
+from apps.core.db import current_schema, raw_commit, rendered
 from apps.core.metrics import provider_call
 from apps.providers.connectors import connector_class
 from apps.providers.connectors.base import Connector, InvokeResult, ProviderSettings
@@ -189,16 +189,18 @@ def record_usage(
 
 
 @lru_cache(maxsize=1024)
-def _usage_statement(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "INSERT INTO {} AS u (provider_id, day, requests, errors, latency_ms_total, "
-        "tokens_in, tokens_out, cost) VALUES (%s, %s, 1, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (provider_id, day) DO UPDATE SET requests = u.requests + 1, "
-        "errors = u.errors + EXCLUDED.errors, "
-        "latency_ms_total = u.latency_ms_total + EXCLUDED.latency_ms_total, "
-        "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
-        "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost"
-    ).format(sql.Identifier(schema, ProviderUsage._meta.db_table))
+def _usage_statement(schema: str) -> bytes:
+    return rendered(
+        sql.SQL(
+            "INSERT INTO {} AS u (provider_id, day, requests, errors, latency_ms_total, "
+            "tokens_in, tokens_out, cost) VALUES (%s, %s, 1, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (provider_id, day) DO UPDATE SET requests = u.requests + 1, "
+            "errors = u.errors + EXCLUDED.errors, "
+            "latency_ms_total = u.latency_ms_total + EXCLUDED.latency_ms_total, "
+            "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
+            "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost"
+        ).format(sql.Identifier(schema, ProviderUsage._meta.db_table))
+    )
 
 
 def call_provider(
