@@ -165,6 +165,31 @@ def test_feedback_joins_by_request_id_and_reports_unknown_ids(client, group):
     assert _row(group.pk, rid)["feedback"] == {"label": 1}
 
 
+def test_a_label_with_a_nul_character_is_refused_by_name(client, group):
+    rid = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/predict/",
+        {"inputs": demo_rows(1)[0]},
+        format="json",
+    ).json()["request_id"]
+
+    single = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/feedback/",
+        {"request_id": rid, "label": "a\u0000"},
+        format="json",
+    )
+    batch = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/feedback/",
+        {"items": [{"request_id": rid, "label": {"x": "\u0000"}}]},
+        format="json",
+    )
+
+    assert single.status_code == 400
+    assert "label" in single.json()["error"]["fields"]
+    assert batch.status_code == 400
+    assert "items.0.label" in batch.json()["error"]["fields"]
+    assert _row(group.pk, rid)["feedback"] is None
+
+
 def test_predict_key_of_another_tenant_and_unknown_group_are_refused(
     tenant_b, make_key, api_client, client
 ):
