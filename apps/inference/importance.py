@@ -44,12 +44,15 @@ def _importance_upsert(version_id: int, sums: dict[str, float], count: int) -> N
     if not sums:
         return
     table = FeatureImportance._meta.db_table
+    # One statement for every feature (in the same order as one upsert each).
     with connection.cursor() as cursor:
-        cursor.executemany(
+        cursor.execute(
             f"INSERT INTO {table} AS i (version_id, feature, abs_sum, count) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (version_id, feature) DO UPDATE "
+            "SELECT %s, f.feature, f.abs_sum, %s FROM ROWS FROM "
+            "(unnest(%s::text[]), unnest(%s::float8[])) AS f(feature, abs_sum) "
+            "ON CONFLICT (version_id, feature) DO UPDATE "
             "SET abs_sum = i.abs_sum + EXCLUDED.abs_sum, count = i.count + EXCLUDED.count",
-            [(version_id, f, s, count) for f, s in sums.items()],
+            [version_id, count, list(sums), list(sums.values())],
         )
 
 

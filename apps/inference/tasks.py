@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django_tenants.utils import get_public_schema_name
@@ -33,9 +34,9 @@ def explain_pending(
 ) -> int:
     """Tenant task: explain the group's sampled rows in batches (rows locked with
     SKIP LOCKED, so two workers never do the same rows). Returns how many."""
-    import json
     import time
 
+    import psycopg
     from django.db import connection, transaction
     from psycopg import sql
 
@@ -73,6 +74,7 @@ def explain_pending(
             request_ids: list[str] = []
             stamps: list[str] = []
             documents: list[Any] = []  # each row's explanation, in that order
+            finite = True  # no NaN or infinity among the batch's numbers
             for version_id, items in by_version.items():
                 request_ids += [r[0] for r in items]
                 stamps += [r[1] for r in items]
@@ -86,6 +88,7 @@ def explain_pending(
                 importance_add_values(
                     version_id, explained.feature_names, explained.values
                 )
+                finite = finite and _all_finite(explained)
                 position = 0
                 for given in inputs:
                     if isinstance(given, list):
@@ -98,17 +101,23 @@ def explain_pending(
                         position += 1
             # One statement for the batch: the keys as arrays and the explanations as
             # one JSON array (encoded once, split by the database), zipped by position.
-            cursor.execute(
-                sql.SQL(
-                    "UPDATE {} AS t SET explanation = u.explanation, "
-                    "explain_requested = false "
-                    "FROM ROWS FROM (jsonb_array_elements(%s::jsonb), "
-                    "unnest(%s::uuid[]), unnest(%s::timestamptz[])) "
-                    "AS u(explanation, request_id, ts) "
-                    "WHERE t.request_id = u.request_id AND t.ts = u.ts"
-                ).format(table),
-                [json.dumps(documents, separators=(",", ":")), request_ids, stamps],
-            )
+            # Bound on the server (the connection's cursors bind on the client: they
+            # would quote the ~1.2 MB of JSON into the statement text, for the server
+            # to scan again); same connection, same transaction, same errors.
+            raw = connection.connection
+            with connection.wrap_database_errors, psycopg.Cursor(raw) as bound:
+                bound.execute(
+                    sql.SQL(
+                        "UPDATE {} AS t SET explanation = u.explanation, "
+                        "explain_requested = false "
+                        "FROM ROWS FROM (jsonb_array_elements(%s::jsonb), "
+                        "unnest(%s::uuid[]), unnest(%s::timestamptz[])) "
+                        "AS u(explanation, request_id, ts) "
+                        "WHERE t.request_id = u.request_id AND t.ts = u.ts"
+                    ).format(table),
+                    [_json_text(documents, finite), request_ids, stamps],
+                    prepare=False,
+                )
             done += len(documents)
     return done
 
@@ -116,8 +125,48 @@ def explain_pending(
 def _json_values(values: list[Any]) -> list[Any]:
     """jsonb column values as the connection returns them (text, or already
     decoded) as Python values; text is parsed in one call for the whole batch."""
-    import json
-
     if all(isinstance(v, str) for v in values):
-        return list(json.loads("[" + ",".join(values) + "]"))
-    return [json.loads(v) if isinstance(v, str) else v for v in values]
+        return list(_json_loads("[" + ",".join(values) + "]"))
+    return [_json_loads(v) if isinstance(v, str) else v for v in values]
+
+
+def _json_loads(text: str) -> Any:
+    """json.loads, through orjson (several times faster). What orjson refuses and
+    the standard library reads (a number beyond a double, such as 1e400) is read
+    as before."""
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _all_finite(explained: Any) -> bool:
+    """Whether an Explained batch holds only finite numbers (contributions, base
+    values, outputs)."""
+    import math
+
+    import numpy as np
+
+    return bool(np.isfinite(explained.values).all()) and all(
+        math.isfinite(item["base_value"]) and math.isfinite(item["output"])
+        for item in explained.items
+    )
+
+
+def _json_text(documents: list[Any], finite: bool) -> str:
+    """The batch's explanations as one JSON text, through orjson (several times
+    faster than json.dumps; PostgreSQL stores the same jsonb from either, the
+    floats being written in their shortest round-trip form by both). orjson
+    writes NaN and infinity as null where json.dumps writes NaN, which PostgreSQL
+    refuses: such a batch, or one orjson cannot encode, goes through json.dumps,
+    as before."""
+    import orjson
+
+    if finite:
+        try:
+            return orjson.dumps(documents).decode()
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(documents, separators=(",", ":"))

@@ -13,12 +13,13 @@ from django_tenants.utils import schema_context
 
 from apps.inference.explain import (
     VersionExplainer,
+    _batch_matrix,
     build_explainer,
     explain_rows,
     explainer_cache_clear,
 )
 from apps.inference.importance import importance_add, importance_add_values
-from apps.inference.tasks import _json_values, explain_pending
+from apps.inference.tasks import _json_text, _json_values, explain_pending
 from apps.registry.models import FeatureImportance, ModelVersion
 from apps.tenants.demo import demo_rows, seed_demo_content, train_demo_models
 
@@ -129,6 +130,51 @@ def test_jsonb_text_of_a_batch_is_parsed_once_with_the_same_values():
 
     assert _json_values(texts) == [{"a": 1.5}, [1, 2], {"b": None}]
     assert _json_values([texts[0], {"c": 2}, None]) == [{"a": 1.5}, {"c": 2}, None]
+
+
+def test_jsonb_text_beyond_orjson_is_read_as_the_standard_library_reads_it():
+    assert _json_values(["[1e400]", '{"a": 0.1}']) == [[float("inf")], {"a": 0.1}]
+
+
+def test_a_batch_is_encoded_to_the_jsonb_json_dumps_gives(trained, db):
+    rows = demo_rows(200)
+    explainer = build_explainer(trained[1][1], list(rows[0]), background=None)
+    documents: list[Any] = explainer.format(*explainer.shap_values(_matrix(rows)))
+    documents += [{"error": "only scikit-learn (skops) versions are explained é"}]
+    documents += [documents[:3], {"x": [1e16, 1e-7, -0.0, 100.0, 5e-324, 2**40]}]
+    standard = json.dumps(documents, separators=(",", ":"))
+
+    encoded = _json_text(documents, finite=True)
+
+    assert json.loads(encoded) == documents
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a::text = b::text FROM ROWS FROM (jsonb_array_elements(%s::jsonb),"
+            " jsonb_array_elements(%s::jsonb)) AS u(a, b)",
+            [encoded, standard],
+        )
+        assert [r[0] for r in cursor.fetchall()] == [True] * len(documents)
+    # NaN or infinity (or a number orjson cannot write): exactly what json.dumps
+    # writes, which PostgreSQL refuses, as before.
+    nan = [{"base_value": float("nan")}]
+    assert _json_text(nan, finite=False) == json.dumps(nan, separators=(",", ":"))
+    big = [{"target": 2**70}]
+    assert _json_text(big, finite=True) == json.dumps(big, separators=(",", ":"))
+
+
+def test_the_batch_matrix_is_the_serving_matrix_for_every_input():
+    from apps.groups.serving import _matrix as serving_matrix
+
+    rows = demo_rows(50)
+    schema = [{"name": name, "type": "number"} for name in rows[0]]
+    partial = dict(list(rows[1].items())[1:])
+    for given in (rows, [*rows[:3], partial], [rows[0]], []):
+        expected = serving_matrix(schema, given)
+        got = _batch_matrix(schema, given)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(AttributeError):
+        _batch_matrix(schema, [rows[0], [1.0, 2.0]])
 
 
 def _insert(table: str, version_id: int, value: Any, *, sampled: bool = True) -> str:
