@@ -10,6 +10,13 @@ the worker's RSS (psutil) after it is the baseline, then N requests follow in te
 chunks, with the RSS sampled after each. The run is bounded in time as well: when the
 machine cannot serve N requests in time, the row says how many it measured and is
 not judged.
+
+Context row `8 ctx`: what the master's `gc.freeze()` before each fork
+(config/gunicorn.conf.py `pre_fork`) saves. Two servers of 2 workers x 4 threads
+serve the same group, one with the production configuration and one with the same
+configuration whose `pre_fork` does nothing, in alternating rounds (1,000 warm-up
+and 3,000 measured requests each); each busy worker's private memory (USS: pages no
+other process shares) and proportional share (PSS), medians over rounds and workers.
 """
 
 from __future__ import annotations
@@ -123,6 +130,7 @@ def main() -> None:
             },
         )
     ]
+    out.append(freeze_row(state, reqs, rounds=2 if args.quick else 3))
     h.result_write(
         SECTION,
         out,
@@ -134,6 +142,56 @@ def main() -> None:
         },
     )
     print(h.table(out))
+
+
+def freeze_row(state: dict, reqs: list[bytes], *, rounds: int) -> h.Row:
+    import statistics
+
+    import psutil
+
+    # The production configuration with a pre_fork that does nothing.
+    plain = h.STATE_DIR / "gunicorn-nofreeze.conf.py"
+    plain.write_text(
+        f"exec(open({str(h.ROOT / 'config' / 'gunicorn.conf.py')!r}).read())\n\n\n"
+        "def pre_fork(server, worker):\n    pass\n"
+    )
+
+    class Unfrozen(h.Server):
+        def command(self) -> list[str]:
+            command = super().command()
+            command[command.index("--config") + 1] = str(plain)
+            return command
+
+    seen: dict[str, dict[str, list[float]]] = {
+        "frozen": {"uss": [], "pss": []},
+        "unfrozen": {"uss": [], "pss": []},
+    }
+    for _ in range(rounds):
+        for name, kind in (("frozen", h.Server), ("unfrozen", Unfrozen)):
+            with kind(state, name=f"memory-{name}", workers=2, threads=4) as srv:
+                h.http_load(srv.port, reqs, concurrency=4, requests=1000, seconds=60)
+                h.http_load(srv.port, reqs, concurrency=4, requests=3000, seconds=60)
+                for pid in srv.worker_pids():
+                    info = psutil.Process(pid).memory_full_info()
+                    if info.uss > 20 * 2**20:  # a worker that served (not an idle one)
+                        seen[name]["uss"].append(info.uss / 2**20)
+                        seen[name]["pss"].append(info.pss / 2**20)
+    med = {
+        k: {m: statistics.median(v) if v else float("nan") for m, v in d.items()}
+        for k, d in seen.items()
+    }
+    h.log(f"memory: gc.freeze context {med}")
+    return h.Row(
+        id="8 ctx",
+        what="busy worker's private memory (USS / PSS), gc.freeze before fork",
+        baseline=f"without: {med['unfrozen']['uss']:.0f} / "
+        f"{med['unfrozen']['pss']:.0f} MiB",
+        measured=f"{med['frozen']['uss']:.0f} / {med['frozen']['pss']:.0f} MiB",
+        delta=f"{med['frozen']['uss'] / med['unfrozen']['uss']:.2f}x USS",
+        goal="context",
+        passed=None,
+        data={"medians": med, "samples": seen, "rounds": rounds},
+    )
 
 
 if __name__ == "__main__":
