@@ -82,6 +82,19 @@ def table_exists(group_id: int, *, using: str = DEFAULT_DB_ALIAS) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+# Indexes over the few rows a task looks for, so that it never reads the whole table:
+# (name suffix, columns, predicate).
+PARTIAL_INDEXES = (
+    # Late feedback: the rollup refresh finds the hours whose rows got feedback since
+    # its watermark instead of reading 30 days of rows.
+    ("_fb", "(feedback_at)", "feedback_at IS NOT NULL"),
+    # Rows sampled for a background explanation and not explained yet, oldest first:
+    # each explain_pending batch (queued every few seconds while sampled traffic
+    # flows) instead of a scan of every partition.
+    ("_pending", "(ts)", "explain_requested AND explanation IS NULL"),
+)
+
+
 @transaction.atomic
 def provision(
     group_id: int, *, today: date | None = None, ahead: int = PARTITIONS_AHEAD
@@ -111,12 +124,15 @@ def provision(
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (member_id, ts)").format(
             _ident(f"{name}_member_ts"), _ident(schema, name)
         ),
-        # Late feedback: the rollup refresh finds the hours whose rows got feedback
-        # since its watermark through this index instead of reading 30 days of rows.
-        sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (feedback_at) "
-            "WHERE feedback_at IS NOT NULL"
-        ).format(_ident(feedback_index_name(group_id)), _ident(schema, name)),
+        *(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} {} WHERE {}").format(
+                _ident(f"{name}{suffix}"),
+                _ident(schema, name),
+                sql.SQL(columns),
+                sql.SQL(where),
+            )
+            for suffix, columns, where in PARTIAL_INDEXES
+        ),
     ]
     with connection.cursor() as cursor:
         for statement in statements:
@@ -173,50 +189,50 @@ def ensure_partitions(
     return created
 
 
-def feedback_index_name(group_id: int) -> str:
-    return f"{table_name(group_id)}_fb"
-
-
-def ensure_feedback_index(group_id: int) -> bool:
-    """Give a table made before the late-feedback index existed that index, without
-    blocking its writers: an invalid index on the parent only, then each partition's
-    index built CONCURRENTLY and attached (the parent's becomes valid with the last).
-    Inside a transaction (tests) the plain statement is used. True when built."""
+def ensure_indexes(group_id: int) -> list[str]:
+    """Give a table made before one of the PARTIAL_INDEXES existed that index,
+    without blocking its writers: an invalid index on the parent only, then each
+    partition's index built CONCURRENTLY and attached (the parent's becomes valid with
+    the last). Inside a transaction (tests) the plain statement is used. Returns the
+    names of the indexes built."""
     schema = _schema()
-    name = feedback_index_name(group_id)
+    table = _ident(schema, table_name(group_id))
+    built = []
     with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f'"{schema}"."{name}"'])
-        if cursor.fetchone()[0]:
-            return False
-        table = _ident(schema, table_name(group_id))
-        if connection.in_atomic_block:
+        for suffix, columns, where in PARTIAL_INDEXES:
+            name = f"{table_name(group_id)}{suffix}"
             cursor.execute(
-                sql.SQL(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} (feedback_at) "
-                    "WHERE feedback_at IS NOT NULL"
-                ).format(_ident(name), table)
+                "SELECT to_regclass(%s) IS NOT NULL", [f'"{schema}"."{name}"']
             )
-            return True
-        cursor.execute(
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {} ON ONLY {} (feedback_at) "
-                "WHERE feedback_at IS NOT NULL"
-            ).format(_ident(name), table)
-        )
-        for part in [*partitions(group_id), default_partition_name(group_id)]:
-            part_index = f"{part}_fb"
+            if cursor.fetchone()[0]:
+                continue
+            shape = sql.SQL("{} WHERE {}").format(sql.SQL(columns), sql.SQL(where))
+            built.append(name)
+            if connection.in_atomic_block:
+                cursor.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} {}").format(
+                        _ident(name), table, shape
+                    )
+                )
+                continue
             cursor.execute(
-                sql.SQL(
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (feedback_at) "
-                    "WHERE feedback_at IS NOT NULL"
-                ).format(_ident(part_index), _ident(schema, part))
-            )
-            cursor.execute(
-                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
-                    _ident(schema, name), _ident(schema, part_index)
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON ONLY {} {}").format(
+                    _ident(name), table, shape
                 )
             )
-    return True
+            for part in [*partitions(group_id), default_partition_name(group_id)]:
+                part_index = f"{part}{suffix}"
+                cursor.execute(
+                    sql.SQL(
+                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {}"
+                    ).format(_ident(part_index), _ident(schema, part), shape)
+                )
+                cursor.execute(
+                    sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+                        _ident(schema, name), _ident(schema, part_index)
+                    )
+                )
+    return built
 
 
 def partitions(group_id: int) -> list[str]:

@@ -236,3 +236,43 @@ def test_background_explanations_equal_the_row_by_row_ones_for_every_input_shape
         )
     )
     assert counts == {challenger.pk: 5 + 3 + 1 + 1, champion.pk: 2}
+
+
+def _scans(relname: str) -> tuple[int, int]:
+    """(sequential, index) scans of a table in this transaction so far."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+            "WHERE relname = %s",
+            [relname],
+        )
+        return cursor.fetchone()
+
+
+def test_finding_the_pending_rows_reads_the_partial_index_not_the_table(
+    demo_group, trained
+):
+    from datetime import UTC, datetime
+
+    from apps.inference.tables import partition_name
+
+    table = f"inference_log_g{demo_group.pk}"
+    today = partition_name(demo_group.pk, datetime.now(UTC).date())
+    challenger = ModelVersion.objects.order_by("number")[1]
+    row = demo_rows(1)[0]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (request_id, ts, version_id, status, input) "
+            "SELECT gen_random_uuid(), clock_timestamp(), %s, 'ok', %s::jsonb "
+            "FROM generate_series(1, 5000)",
+            [challenger.pk, json.dumps(row)],
+        )
+    pending = {_insert(table, challenger.pk, row) for _ in range(3)}
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {table}")
+    seq_before, index_before = _scans(today)
+
+    assert explain_pending(demo_group.pk, batch=100) == len(pending)
+
+    seq_after, index_after = _scans(today)
+    assert seq_after == seq_before and index_after > index_before

@@ -83,7 +83,7 @@ def test_status_command_reports_default_partition_rows(tenant_a, capsys):
     assert f"alpha\treported\tinference_log_g{group.pk}" in capsys.readouterr().out
 
 
-def test_upkeep_gives_an_older_table_its_feedback_index_without_blocking_writers(
+def test_upkeep_gives_an_older_table_its_partial_indexes_without_blocking_writers(
     django_db_setup, django_db_blocker
 ):
     """Outside a transaction, as the scheduled task runs: per-partition indexes built
@@ -97,24 +97,26 @@ def test_upkeep_gives_an_older_table_its_feedback_index_without_blocking_writers
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f'DROP INDEX "alpha"."{name}_fb"')
-            assert tables.ensure_feedback_index(group_id) is True
-            assert tables.ensure_feedback_index(group_id) is False  # idempotent
+                cursor.execute(f'DROP INDEX "alpha"."{name}_pending"')
+            assert tables.ensure_indexes(group_id) == [f"{name}_fb", f"{name}_pending"]
+            assert tables.ensure_indexes(group_id) == []  # idempotent
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c "
-                    "ON c.oid = i.indexrelid JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE n.nspname = 'alpha' "
-                    "AND c.relname = %s",
-                    [f"{name}_fb"],
-                )
-                assert cursor.fetchone() == (True,)
-                cursor.execute(
-                    "SELECT count(*) FROM pg_indexes WHERE schemaname = 'alpha' "
-                    "AND tablename LIKE %s AND indexdef LIKE '%%(feedback_at)%%'",
-                    [f"{name}%"],
-                )
-                # the parent, the default partition and today + 2 days ahead
-                assert cursor.fetchone()[0] == 1 + 1 + 3
+                for suffix, columns in (("_fb", "(feedback_at)"), ("_pending", "(ts)")):
+                    cursor.execute(
+                        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c "
+                        "ON c.oid = i.indexrelid JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname = 'alpha' "
+                        "AND c.relname = %s",
+                        [f"{name}{suffix}"],
+                    )
+                    assert cursor.fetchone() == (True,)
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_indexes WHERE schemaname = 'alpha' "
+                        "AND tablename LIKE %s AND indexdef LIKE %s",
+                        [f"{name}%", f"%{columns} WHERE%"],
+                    )
+                    # the parent, the default partition and today + 2 days ahead
+                    assert cursor.fetchone()[0] == 1 + 1 + 3
         finally:
             with connection.cursor() as cursor:
                 cursor.execute(f'DROP TABLE IF EXISTS "alpha"."{name}" CASCADE')
