@@ -88,48 +88,6 @@ def test_deeply_nested_json_is_a_400(alpha_api, path):
     _refused(response, started, 400, 413)
 
 
-FEEDBACK = f"/api/v1/groups/{DEMO_GROUP}/feedback/"
-
-
-@pytest.mark.parametrize(
-    ("path", "body", "where"),
-    [
-        (
-            PREDICT,
-            {"inputs": {"messages": [{"role": "user", "content": "a\u0000b"}]}},
-            "inputs.messages.0.content",
-        ),
-        (
-            FEEDBACK,
-            {"items": [{"request_id": "x", "label": {"k": ["ok", "\u0000"]}}]},
-            "items.0.label.k.1",
-        ),
-        (
-            "/api/v1/groups/",
-            {"slug": "g", "traffic_config": {"a\u0000": 1}},
-            "traffic_config.a\u0000",
-        ),
-    ],
-)
-def test_a_nul_character_anywhere_in_a_body_is_a_400_naming_where(
-    alpha_api, path, body, where
-):
-    # JSON carries NUL as the escape \u0000; PostgreSQL stores no text holding it.
-    started = time.thread_time()
-    response = _post_raw(alpha_api, path, json.dumps(body).encode())
-    _refused(response, started, 400)
-    assert response.json()["error"]["fields"] == {
-        where: ["Text cannot contain the NUL character (\\u0000)."]
-    }
-
-
-def test_a_backslash_and_the_letters_u0000_are_ordinary_text(alpha_api):
-    body = {"items": [{"request_id": "x", "label": "\\u0000"}]}
-    response = _post_raw(alpha_api, FEEDBACK, json.dumps(body).encode())
-    assert response.status_code == 207
-    assert response.json()["invalid"] == ["x"]
-
-
 @override_settings(DATASET_MAX_BYTES=1024 * 1024)
 def test_huge_csv_upload_is_refused(alpha_client):
     row = b"1.0,2.0,3.0,0\n"
