@@ -2,6 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.core.serializer_fields import StorableJSONField
 from apps.groups.models import Membership, ModelGroup
 
 
@@ -153,28 +154,10 @@ class PredictOutSerializer(serializers.Serializer):
     explanation_error = serializers.CharField(required=False)
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 class FeedbackItemSerializer(serializers.Serializer):
     request_id = serializers.CharField(max_length=64)
-    label = serializers.JSONField(required=False)
+    label = StorableJSONField(required=False)
     value = serializers.FloatField(required=False)
-
-    def validate_label(self, value: Any) -> Any:
-        # Stored as jsonb, which cannot hold the NUL character.
-        if _has_nul(value):
-            raise serializers.ValidationError(
-                "A label cannot contain the NUL character (\\u0000)."
-            )
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "label" not in attrs and "value" not in attrs:
@@ -184,7 +167,7 @@ class FeedbackItemSerializer(serializers.Serializer):
 
 class FeedbackInSerializer(serializers.Serializer):
     request_id = serializers.CharField(max_length=64, required=False)
-    label = serializers.JSONField(required=False)
+    label = StorableJSONField(required=False)
     value = serializers.FloatField(required=False)
     items = FeedbackItemSerializer(many=True, required=False, max_length=10_000)
 

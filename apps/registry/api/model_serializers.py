@@ -8,6 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.serializer_fields import StorableJSONField, without_nul
 from apps.providers.models import ProviderConfig
 from apps.registry.metadata import CanonicalMetadataSerializer, validate_metadata
 from apps.registry.models import ModelVersion, RegisteredModel
@@ -18,32 +19,14 @@ CLIENT_SOURCES = [ModelVersion.Source.UPLOAD, ModelVersion.Source.PROVIDER]
 MAX_BATCH_ITEMS = 500
 
 
-def _without_nul(value: Any) -> Any:
-    """PostgreSQL's jsonb cannot store U+0000: refuse it anywhere in a JSON value."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("Null characters are not allowed.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _without_nul(key)
-            _without_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _without_nul(item)
-    return value
-
-
 @extend_schema_field(CanonicalMetadataSerializer)
-class MetadataField(serializers.JSONField):
+class MetadataField(StorableJSONField):
     """Canonical metadata (see the schema); validated by the view's serializer."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        return _without_nul(super().to_internal_value(data))
 
 
 class JSONObjectField(serializers.DictField):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        return _without_nul(super().to_internal_value(data))
+        return without_nul(super().to_internal_value(data))
 
 
 def clean_metadata(
