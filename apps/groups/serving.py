@@ -4,6 +4,7 @@ validation -> routing -> invocation -> logging (write-through) -> shadows (queue
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 import uuid
@@ -316,16 +317,37 @@ def invoke_local(
         matrix = _matrix(version.input_schema, rows).astype(np.float32)
         first = model.get_inputs()[0].name
         result = model.run(None, {first: matrix})[0]
-        return [
+        outputs = [
             {"prediction": _plain(v) if getattr(v, "ndim", 0) == 0 else v.tolist()}
             for v in result
         ]
-    try:
-        return _local_outputs(model, _matrix(version.input_schema, rows))
-    except (ValueError, TypeError) as exc:
+    else:
+        try:
+            outputs = _local_outputs(model, _matrix(version.input_schema, rows))
+        except (ValueError, TypeError) as exc:
+            raise InvocationError(
+                "model_error", f"{version.label} failed: {exc}", 422
+            ) from exc
+    if not _finite(outputs):
+        # JSON has no infinity or NaN: such an answer could be neither sent nor logged.
         raise InvocationError(
-            "model_error", f"{version.label} failed: {exc}", 422
-        ) from exc
+            "model_error",
+            f"{version.label} answered a number that is not finite (infinity or NaN)"
+            " for these inputs.",
+            422,
+        )
+    return outputs
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in a JSON-shaped value is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def invoke_provider(version: ServingVersion, payload: dict[str, Any]) -> dict[str, Any]:

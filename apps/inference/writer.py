@@ -15,6 +15,7 @@ PostgreSQL itself could lose the last fraction of a second of log rows (at most
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import datetime
@@ -77,10 +78,15 @@ def bounded_json(value: Any) -> tuple[str | None, bool]:
 
     PostgreSQL's jsonb cannot hold the NUL character, which a prompt or a model's
     answer may contain: the log's copy has U+FFFD (the replacement character) in its
-    place, rather than losing the row and failing an answer already computed."""
+    place, rather than losing the row and failing an answer already computed.
+    Likewise infinity and NaN are logged as the strings "Infinity", "-Infinity" and
+    "NaN"."""
     if value is None:
         return None, False
-    text = json.dumps(value, default=str, separators=(",", ":"))
+    try:
+        text = json.dumps(value, default=str, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # infinity or NaN, which JSON (and jsonb) cannot hold
+        text = json.dumps(_nonfinite_as_text(value), default=str, separators=(",", ":"))
     if "\\u0000" in text:
         text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
     limit = settings.INFERENCE_MAX_PAYLOAD_BYTES
@@ -88,6 +94,16 @@ def bounded_json(value: Any) -> tuple[str | None, bool]:
         return text, False
     preview = {"truncated": True, "bytes": len(text), "preview": text[: limit // 4]}
     return json.dumps(preview, separators=(",", ":")), True
+
+
+def _nonfinite_as_text(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _nonfinite_as_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nonfinite_as_text(v) for v in value]
+    return value
 
 
 @lru_cache(maxsize=256)

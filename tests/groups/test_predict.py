@@ -275,3 +275,65 @@ def test_oip_named_feature_tensors_and_bad_shapes(client):
     assert response.json()["error"]["fields"] == {
         "inputs.0.data": ["2 values do not fill shape [1, 3]"]
     }
+
+
+def test_a_model_answer_that_is_not_finite_is_a_logged_422(
+    tenant_a, make_key, api_client
+):
+    # A linear model sends 1e308 + 1e308 to infinity, which JSON cannot carry.
+    import numpy as np
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from sklearn.linear_model import LinearRegression
+    from skops.io import dumps
+
+    from apps.groups.services import group_create, group_set_status, members_set
+    from apps.registry.uploads import version_upload
+
+    model = LinearRegression().fit(
+        np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]), [0, 2, 2]
+    )
+    with schema_context("alpha"):
+        version = version_upload(
+            file=SimpleUploadedFile("lr.skops", dumps(model)),
+            actor="test",
+            model_name="lr",
+            input_schema=[
+                {"name": "a", "type": "number"},
+                {"name": "b", "type": "number"},
+            ],
+        )
+        group = group_create(name="lr", actor="test")
+        members_set(
+            group=group,
+            members=[{"version_id": version.pk, "role": "champion", "weight": 100}],
+            actor="test",
+        )
+        group_set_status(group=group, status="active", actor="test")
+    _, key = make_key(tenant_a, scope="predict")
+    client = api_client(tenant_a, key=key)
+
+    huge = client.post(
+        "/api/v1/groups/lr/predict/",
+        {"inputs": {"a": 1e308, "b": 1e308}},
+        format="json",
+    )
+    fine = client.post(
+        "/api/v1/groups/lr/predict/", {"inputs": {"a": 1.0, "b": 1.0}}, format="json"
+    )
+
+    assert huge.status_code == 422, huge.content
+    assert huge.json()["error"]["code"] == "model_error"
+    assert "not finite" in huge.json()["error"]["message"]
+    assert fine.status_code == 200 and fine.json()["outputs"][
+        "prediction"
+    ] == pytest.approx(2.0)
+    with schema_context("alpha"), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT status, error_code, input FROM inference_log_g{group.pk} "
+            "ORDER BY ts"
+        )
+        rows = cursor.fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("error", "model_error"), ("ok", None)]
+    logged = rows[0][2]
+    logged = json.loads(logged) if isinstance(logged, str) else logged
+    assert {k: float(v) for k, v in logged.items()} == {"a": 1e308, "b": 1e308}

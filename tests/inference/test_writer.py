@@ -94,3 +94,19 @@ def test_a_nul_character_is_logged_as_the_replacement_character(group):
         "odd": "\\\ufffd",
     }
     assert stored_out == {"text": "x\ufffd"}
+
+
+def test_infinity_and_nan_are_logged_as_text(group):
+    answer = {
+        "prediction": float("inf"),
+        "low": float("-inf"),
+        "p": [float("nan"), 0.5],
+    }
+
+    _, stored_out, *_ = _write(group, input={"a": 1.0}, output=answer)
+
+    assert stored_out == {
+        "prediction": "Infinity",
+        "low": "-Infinity",
+        "p": ["NaN", 0.5],
+    }
