@@ -249,3 +249,25 @@ def test_validate_config_needs_an_inputs_or_messages_placeholder():
         ]
     }
     assert default.ok
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_an_answer_with_nan_or_infinity_is_a_malformed_response(
+    httpserver, make_provider, constant
+):
+    # What Python's json.dumps writes for float("nan"): not JSON, and no answer
+    # holding it could be returned or logged.
+    provider = make_provider(
+        kind="custom_http",
+        base_url=httpserver.url_for("/score"),
+        api_key=KEY,
+        settings={"request_template": {"x": "{{inputs}}"}, "response_path": "score"},
+    )
+    httpserver.expect_request("/score", method="POST").respond_with_data(
+        '{"score": ' + constant + "}", content_type="application/json"
+    )
+
+    with pytest.raises(ProviderError, match="malformed response") as caught:
+        invoke(provider, inputs={"a": 1})
+
+    assert caught.value.code == "provider_error"

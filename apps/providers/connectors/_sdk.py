@@ -86,11 +86,17 @@ def error_for_response(response: httpx2.Response) -> ProviderError:
 
 
 def json_body(response: httpx2.Response) -> Any:
-    """The parsed JSON body of a successful answer, or provider_error."""
+    """The parsed JSON body of a successful answer, or provider_error. NaN and
+    infinity are not JSON (Python's own encoder writes them all the same): an answer
+    holding one could be neither returned nor logged, so it is malformed too."""
     try:
-        return response.json()
+        return response.json(parse_constant=_not_json)
     except ValueError:  # JSONDecodeError and undecodable bytes alike
         raise ProviderError("provider_error", "malformed response") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _body_detail(response: httpx2.Response) -> str:
