@@ -31,6 +31,7 @@ def inference_tables_maintain() -> list[str]:
     created: list[str] = []
     for record in InferenceTable.objects.all():
         tables.ensure_indexes(record.group_id)
+        tables.ensure_storage(record.group_id)
         created += tables.ensure_partitions(record.group_id)
         InferenceTable.objects.filter(pk=record.pk).update(
             last_maintained_at=timezone.now()

@@ -276,3 +276,22 @@ def test_finding_the_pending_rows_reads_the_partial_index_not_the_table(
 
     seq_after, index_after = _scans(today)
     assert seq_after == seq_before and index_after > index_before
+
+
+def test_an_explained_row_is_stored_without_compression(demo_group, trained):
+    # ~2 KB with its SHAP values: past PostgreSQL's default 2 KB, each background
+    # UPDATE compressed it; the partitions keep rows up to ~4 KB as they are.
+    table = f"inference_log_g{demo_group.pk}"
+    challenger = ModelVersion.objects.order_by("number")[1]
+    request_id = _insert(table, challenger.pk, demo_rows(1)[0])
+
+    assert explain_pending(demo_group.pk, batch=10) == 1
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT pg_column_compression(explanation), pg_column_size(t.*) "
+            f"FROM {table} AS t WHERE request_id = %s",
+            [request_id],
+        )
+        compression, size = cursor.fetchone()
+    assert compression is None and size > 2032
