@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django_tenants.utils import get_public_schema_name
@@ -104,6 +105,11 @@ def explain_pending(
             # Bound on the server (the connection's cursors bind on the client: they
             # would quote the ~1.2 MB of JSON into the statement text, for the server
             # to scan again); same connection, same transaction, same errors.
+            # The rows are found through the pending rows' partial index, between the
+            # batch's first and last time: a batch's work, whatever the partition's
+            # size (joined on the keys alone, the planner would hash the whole
+            # partition for every batch).
+            times = [datetime.fromisoformat(stamp) for stamp in stamps]
             raw = connection.connection
             with connection.wrap_database_errors, psycopg.Cursor(raw) as bound:
                 bound.execute(
@@ -113,9 +119,17 @@ def explain_pending(
                         "FROM ROWS FROM (jsonb_array_elements(%s::jsonb), "
                         "unnest(%s::uuid[]), unnest(%s::timestamptz[])) "
                         "AS u(explanation, request_id, ts) "
-                        "WHERE t.request_id = u.request_id AND t.ts = u.ts"
+                        "WHERE t.request_id = u.request_id AND t.ts = u.ts "
+                        "AND t.explain_requested AND t.explanation IS NULL "
+                        "AND t.ts >= %s AND t.ts <= %s"
                     ).format(table),
-                    [_json_text(documents, finite), request_ids, stamps],
+                    [
+                        _json_text(documents, finite),
+                        request_ids,
+                        stamps,
+                        min(times),
+                        max(times),
+                    ],
                     prepare=False,
                 )
             done += len(documents)
