@@ -18,7 +18,8 @@ Background explanations, one process:
   end to end   `apps.inference.tasks.explain_pending` over N sampled rows written to
                the demo group's table (SELECT ... FOR UPDATE SKIP LOCKED, explain,
                importance upsert, one UPDATE per batch), against the goal; the rows are
-               deleted afterwards
+               deleted afterwards. Three rounds, the median reported; a context row
+               counts the CPU of this process and its PostgreSQL backend together
   predict      context: `predict_proba` on the same batches
 """
 
@@ -197,36 +198,67 @@ def main() -> None:
         table = sql.Identifier(h.TENANT, table_name(state["group_id"]))
         raw = psycopg.connect(h.database_url(), autocommit=True)
         inputs = [json.dumps(r) for r in rows[:50]]
-        raw.execute(
-            sql.SQL(
-                "INSERT INTO {} (request_id, ts, member_id, version_id, role, status, "
-                "requester, door, latency_ms, input, output, explain_requested) "
-                "SELECT gen_random_uuid(), now() - (i || ' milliseconds')::interval, "
-                "%s, %s, 'challenger', 'ok', 'bench-shap', 'rest', 4.0, "
-                "(%s::jsonb[])[1 + i %% 50], '{{\"prediction\": 1}}', true "
-                "FROM generate_series(1, %s) AS i"
-            ).format(table),
-            [member.pk, version.pk, inputs, e2e_rows],
-        )
-        try:
-            backend = backend_cpu_seconds()
-            wall, cpu = time.perf_counter(), time.process_time()
-            done = explain_pending(state["group_id"], batch=BATCH, budget_seconds=600)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            backend = backend_cpu_seconds() - backend
-            left = raw.execute(
-                sql.SQL(
-                    "SELECT count(*) FILTER (WHERE explanation IS NULL), "
-                    "count(*) FILTER (WHERE (explanation->>'output')::float8 "
-                    "IS NOT NULL) FROM {} WHERE requester = 'bench-shap'"
-                ).format(table)
-            ).fetchone()
-            assert left is not None and left[0] == 0 and left[1] == e2e_rows, left
-        finally:
+
+        def end_to_end() -> dict[str, float]:
             raw.execute(
-                sql.SQL("DELETE FROM {} WHERE requester = 'bench-shap'").format(table)
+                sql.SQL(
+                    "INSERT INTO {} (request_id, ts, member_id, version_id, role, "
+                    "status, requester, door, latency_ms, input, output, "
+                    "explain_requested) "
+                    "SELECT gen_random_uuid(), now() - (i || ' milliseconds')::interval, "
+                    "%s, %s, 'challenger', 'ok', 'bench-shap', 'rest', 4.0, "
+                    "(%s::jsonb[])[1 + i %% 50], '{{\"prediction\": 1}}', true "
+                    "FROM generate_series(1, %s) AS i"
+                ).format(table),
+                [member.pk, version.pk, inputs, e2e_rows],
             )
-            raw.close()
+            try:
+                backend = backend_cpu_seconds()
+                wall, cpu = time.perf_counter(), time.process_time()
+                done = explain_pending(
+                    state["group_id"], batch=BATCH, budget_seconds=600
+                )
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                backend = backend_cpu_seconds() - backend
+                left = raw.execute(
+                    sql.SQL(
+                        "SELECT count(*) FILTER (WHERE explanation IS NULL), "
+                        "count(*) FILTER (WHERE (explanation->>'output')::float8 "
+                        "IS NOT NULL) FROM {} WHERE requester = 'bench-shap'"
+                    ).format(table)
+                ).fetchone()
+                assert left is not None and left[0] == 0 and left[1] == e2e_rows, left
+            finally:
+                raw.execute(
+                    sql.SQL("DELETE FROM {} WHERE requester = 'bench-shap'").format(
+                        table
+                    )
+                )
+                # Clean-up, untimed: the next round starts from the table the first
+                # one found, not from its dead rows and index entries.
+                raw.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
+            return {
+                "rows": done,
+                "rows_per_s": done / wall,
+                "rows_per_cpu_s": done / cpu,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "backend_cpu_s": backend,
+            }
+
+        # Three rounds of e2e_rows each (one is one number of a noisy machine); the
+        # median round is reported.
+        rounds = sorted((end_to_end() for _ in range(3)), key=lambda r: r["rows_per_s"])
+        raw.close()
+        e2e = rounds[1]
+        meta["end_to_end_rounds"] = rounds
+        done, wall, cpu, backend = (
+            int(e2e["rows"]),
+            e2e["wall_s"],
+            e2e["cpu_s"],
+            e2e["backend_cpu_s"],
+        )
+        spread = f"{rounds[0]['rows_per_s']:,.0f}-{rounds[-1]['rows_per_s']:,.0f}"
         # The database's share of the work happens in another process: wall time is
         # the judged figure (one process, one batch at a time). The context row counts
         # the CPU of both processes (this one and its PostgreSQL backend), when the
@@ -234,13 +266,14 @@ def main() -> None:
         out.append(
             h.Row(
                 id="5",
-                what=f"background SHAP end to end, explain_pending, {done:,} rows",
+                what=f"background SHAP end to end, explain_pending, {done:,} rows"
+                " (median of 3)",
                 baseline=f"compute only {wall_rate:,.0f} rows/s",
                 measured=f"{done / wall:,.0f} rows/s ({done / cpu:,.0f} rows/CPU-s)",
-                delta=f"{done / wall / GOAL_ROWS_PER_S:.0%} of goal",
+                delta=f"{done / wall / GOAL_ROWS_PER_S:.0%} of goal (rounds {spread})",
                 goal=">= 10k rows/s per core",
                 passed=done / wall >= GOAL_ROWS_PER_S,
-                data={"rows": done, "wall_s": wall, "cpu_s": cpu},
+                data={"rows": done, "wall_s": wall, "cpu_s": cpu, "rounds": rounds},
             )
         )
         if backend == backend:  # not NaN: the backend's CPU could be read
