@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
+from django.db import DatabaseError
 from django_tenants.utils import get_public_schema_name
 
 from apps.core.tasks import tenant_async
 from apps.inference.services import inference_tables_maintain
 from apps.tenants.models import Organization
+
+logger = logging.getLogger(__name__)
 
 
 def maintain_partitions_all_tenants() -> int:
@@ -75,21 +79,39 @@ def explain_pending(
             request_ids: list[str] = []
             stamps: list[str] = []
             documents: list[Any] = []  # each row's explanation, in that order
-            finite = True  # no NaN or infinity among the batch's numbers
             for version_id, items in by_version.items():
                 request_ids += [r[0] for r in items]
                 stamps += [r[1] for r in items]
                 inputs = _json_values([r[3] for r in items])
                 flat = [r for x in inputs for r in (x if isinstance(x, list) else [x])]
+                # A batch that cannot be explained keeps its reason in each row, so
+                # that the next pass does not take (and fail on) the same rows again.
                 try:
                     explained = explain_batch(version_id, flat)
                 except ExplanationUnavailable as exc:
                     documents += [{"error": str(exc)}] * len(items)
                     continue
+                except DatabaseError:
+                    raise
+                except Exception as exc:
+                    logger.warning(
+                        "explaining %d rows of version %s failed: %r",
+                        len(items),
+                        version_id,
+                        exc,
+                    )
+                    reason = f"explanation failed: {type(exc).__name__}: {exc}"
+                    documents += [{"error": reason[:500]}] * len(items)
+                    continue
+                if not _all_finite(explained):
+                    # JSON (and jsonb) has no NaN or infinity; the sums of the global
+                    # importance would be poisoned by them too.
+                    reason = "the explanation holds a number that is not finite"
+                    documents += [{"error": reason}] * len(items)
+                    continue
                 importance_add_values(
                     version_id, explained.feature_names, explained.values
                 )
-                finite = finite and _all_finite(explained)
                 position = 0
                 for given in inputs:
                     if isinstance(given, list):
@@ -124,7 +146,7 @@ def explain_pending(
                         "AND t.ts >= %s AND t.ts <= %s"
                     ).format(table),
                     [
-                        _json_text(documents, finite),
+                        _json_text(documents),
                         request_ids,
                         stamps,
                         min(times),
@@ -169,18 +191,16 @@ def _all_finite(explained: Any) -> bool:
     )
 
 
-def _json_text(documents: list[Any], finite: bool) -> str:
+def _json_text(documents: list[Any]) -> str:
     """The batch's explanations as one JSON text, through orjson (several times
     faster than json.dumps; PostgreSQL stores the same jsonb from either, the
-    floats being written in their shortest round-trip form by both). orjson
-    writes NaN and infinity as null where json.dumps writes NaN, which PostgreSQL
-    refuses: such a batch, or one orjson cannot encode, goes through json.dumps,
-    as before."""
+    floats being written in their shortest round-trip form by both). The caller
+    keeps NaN and infinity out (orjson would write them as null); what orjson cannot
+    encode (an integer beyond 64 bits) goes through json.dumps."""
     import orjson
 
-    if finite:
-        try:
-            return orjson.dumps(documents).decode()
-        except orjson.JSONEncodeError:
-            pass
+    try:
+        return orjson.dumps(documents).decode()
+    except orjson.JSONEncodeError:
+        pass
     return json.dumps(documents, separators=(",", ":"))

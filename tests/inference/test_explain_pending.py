@@ -144,7 +144,7 @@ def test_a_batch_is_encoded_to_the_jsonb_json_dumps_gives(trained, db):
     documents += [documents[:3], {"x": [1e16, 1e-7, -0.0, 100.0, 5e-324, 2**40]}]
     standard = json.dumps(documents, separators=(",", ":"))
 
-    encoded = _json_text(documents, finite=True)
+    encoded = _json_text(documents)
 
     assert json.loads(encoded) == documents
     with connection.cursor() as cursor:
@@ -154,12 +154,9 @@ def test_a_batch_is_encoded_to_the_jsonb_json_dumps_gives(trained, db):
             [encoded, standard],
         )
         assert [r[0] for r in cursor.fetchall()] == [True] * len(documents)
-    # NaN or infinity (or a number orjson cannot write): exactly what json.dumps
-    # writes, which PostgreSQL refuses, as before.
-    nan = [{"base_value": float("nan")}]
-    assert _json_text(nan, finite=False) == json.dumps(nan, separators=(",", ":"))
+    # A number orjson cannot write: exactly what json.dumps writes.
     big = [{"target": 2**70}]
-    assert _json_text(big, finite=True) == json.dumps(big, separators=(",", ":"))
+    assert _json_text(big) == json.dumps(big, separators=(",", ":"))
 
 
 def test_the_batch_matrix_is_the_serving_matrix_for_every_input():
@@ -295,3 +292,65 @@ def test_an_explained_row_is_stored_without_compression(demo_group, trained):
         )
         compression, size = cursor.fetchone()
     assert compression is None and size > 2032
+
+
+def _stored_explanations(table: str, request_ids: set[str]) -> dict[str, Any]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT request_id::text, explanation, explain_requested FROM {table} "
+            "WHERE request_id::text = ANY(%s)",
+            [list(request_ids)],
+        )
+        return {
+            r[0]: (json.loads(r[1]) if isinstance(r[1], str) else r[1], r[2])
+            for r in cursor.fetchall()
+        }
+
+
+def test_rows_that_cannot_be_explained_keep_the_reason_and_leave_the_queue(
+    demo_group, trained, monkeypatch
+):
+    # Whatever goes wrong in one batch must not make every later pass take (and fail
+    # on) the same rows again.
+    table = f"inference_log_g{demo_group.pk}"
+    challenger = ModelVersion.objects.order_by("number")[1]
+    row = demo_rows(1)[0]
+    failing = {_insert(table, challenger.pk, row) for _ in range(2)}
+
+    def broken(version_id, rows, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("Input contains NaN")
+
+    monkeypatch.setattr("apps.inference.explain.explain_batch", broken)
+
+    assert explain_pending(demo_group.pk, batch=10) == 2
+    assert explain_pending(demo_group.pk, batch=10) == 0
+    stored = _stored_explanations(table, failing)
+    assert {v[1] for v in stored.values()} == {False}
+    assert {v[0]["error"] for v in stored.values()} == {
+        "explanation failed: ValueError: Input contains NaN"
+    }
+
+
+def test_an_explanation_that_is_not_finite_is_an_error_and_spares_the_importance(
+    demo_group, trained, monkeypatch
+):
+    from apps.inference import explain
+
+    table = f"inference_log_g{demo_group.pk}"
+    challenger = ModelVersion.objects.order_by("number")[1]
+    pending = {_insert(table, challenger.pk, row) for row in demo_rows(3)}
+    real = explain.explain_batch
+
+    def with_nan(version_id, rows, **kwargs):  # type: ignore[no-untyped-def]
+        explained = real(version_id, rows, **kwargs)
+        explained.values[0, 0] = np.nan
+        return explained
+
+    monkeypatch.setattr("apps.inference.explain.explain_batch", with_nan)
+
+    assert explain_pending(demo_group.pk, batch=10) == 3
+    stored = _stored_explanations(table, pending)
+    assert {v[0]["error"] for v in stored.values()} == {
+        "the explanation holds a number that is not finite"
+    }
+    assert not FeatureImportance.objects.filter(version_id=challenger.pk).exists()
