@@ -2,29 +2,87 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from typing import Any
 
 from rest_framework import serializers
 
+# A lone UTF-16 surrogate: Python's json reads "\ud800" into a str that UTF-8 (and so
+# PostgreSQL) cannot encode.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-def without_nul(value: Any) -> Any:
-    """PostgreSQL's jsonb cannot store U+0000: refuse it anywhere in a JSON value
-    (DRF's CharField says the same of its own text)."""
+
+def _problem(value: Any, *, nul: bool) -> str | None:
+    """What PostgreSQL could not store in this one value (not looking inside it)."""
     if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("Null characters are not allowed.")
-    elif isinstance(value, dict):
+        if nul and "\x00" in value:
+            return "Null characters are not allowed."
+        found = _SURROGATE.search(value)
+        if found:
+            return f"Surrogate characters are not allowed: U+{ord(found.group()):X}."
+    elif isinstance(value, float) and not math.isfinite(value):
+        return "Numbers must be finite (no infinity or NaN)."
+    return None
+
+
+def _refuse(value: Any, *, nul: bool, path: str = "") -> None:
+    """Raise, under the dotted path of the first value that cannot be stored (the
+    error envelope names it `<field>.<path>`; a key is named by its parent)."""
+    problem = _problem(value, nul=nul)
+    if problem:
+        raise serializers.ValidationError({path: [problem]} if path else problem)
+    if isinstance(value, dict):
         for key, item in value.items():
-            without_nul(key)
-            without_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            without_nul(item)
+            if _problem(key, nul=nul):
+                _refuse(key, nul=nul, path=path)
+            _refuse(item, nul=nul, path=f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse(item, nul=nul, path=f"{path}.{index}" if path else str(index))
+
+
+def storable(value: Any, *, nul: bool = True) -> Any:
+    """A JSON value PostgreSQL can store: no NUL character (unless `nul` is False, for
+    values whose NULs are replaced when stored, e.g. a prediction's logged input), no
+    lone surrogate, only finite numbers, anywhere in it, keys included."""
+    try:  # the common case at C speed (prediction inputs pass here)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        pass
+    else:
+        if not nul or "\\u0000" not in text:
+            return value
+    _refuse(value, nul=nul)  # which problem, and where
     return value
 
 
 class StorableJSONField(serializers.JSONField):
-    """A JSON value that PostgreSQL can store (no NUL character anywhere)."""
+    """A JSON value that PostgreSQL can store (see `storable`); `nul=False` lets NUL
+    characters through, for values whose NULs are replaced when stored."""
+
+    def __init__(self, *, nul: bool = True, **kwargs: Any) -> None:
+        self.nul = nul
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Any:
-        return without_nul(super().to_internal_value(data))
+        # Before DRF's own check, which calls infinity "not valid JSON".
+        storable(data, nul=self.nul)
+        value = super().to_internal_value(data)
+        if value is not data:  # parsed from text (a form field's JSON)
+            storable(value, nul=self.nul)
+        return value
+
+
+class StorableDictField(serializers.DictField):
+    """A JSON object that PostgreSQL can store (see `storable` and `nul` above)."""
+
+    def __init__(self, *, nul: bool = True, **kwargs: Any) -> None:
+        self.nul = nul
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[Any, Any]:
+        value = super().to_internal_value(data)
+        return storable(value, nul=self.nul)  # type: ignore[no-any-return]

@@ -186,7 +186,7 @@ def test_a_label_with_a_nul_character_is_refused_by_name(client, group):
     assert single.status_code == 400
     assert "label" in single.json()["error"]["fields"]
     assert batch.status_code == 400
-    assert "items.0.label" in batch.json()["error"]["fields"]
+    assert "items.0.label.x" in batch.json()["error"]["fields"]
     assert _row(group.pk, rid)["feedback"] is None
 
 

@@ -1041,17 +1041,17 @@ def test_validate_applies_the_provider_rules(tenant_a, client):
         (
             "churn/versions/",
             {"source": "upload", "lineage": {"a": "\u0000"}},
-            "lineage",
+            "lineage.a",
         ),
         (
             "churn/versions/",
             {"source": "upload", "metadata": {"feature_importance": {"\u0000": 1}}},
-            "metadata",
+            "metadata.feature_importance",
         ),
         (
             "import/batch/",
             {"items": [{"external_id": "a", "metadata": {"license": "\u0000"}}]},
-            "items.0.metadata",
+            "items.0.metadata.license",
         ),
         (
             "import/batch/",

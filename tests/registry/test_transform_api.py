@@ -926,3 +926,65 @@ def test_text_with_nul_and_lone_surrogates_is_stored_safely(tenant_a, client):
     )
     (row,) = rows(tenant_a)
     assert row.input["model_type"] == "llama\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ('{"output_schema": {"labels": ["\\ud800"]}}', "U+D800"),
+        ('{"feature_importance": {"a\\u0000": 0.5}}', "Null characters"),
+        ('{"output_schema": {"labels": [1e400]}}', "finite"),
+    ],
+)
+def test_accepting_metadata_postgres_cannot_store_is_400_naming_it(
+    tenant_a, client, version, edit, message
+):
+    # Edited metadata is the client's own: refused, not replaced like a payload's
+    # NUL (and was a 400 naming "query", a database error, for a NUL or surrogate).
+    pending = client.post(URL, {"payload": s.UNKNOWN_FORMAT}, format="json").json()
+    url = f"{URL}{pending['transformation_id']}/accept/"
+    before = version.metadata
+
+    response = client.generic(
+        "POST",
+        url,
+        f'{{"metadata": {edit}, "version_id": {version.pk}}}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    fields = response.json()["error"]["fields"]
+    # named by its path inside the metadata (metadata.output_schema.labels.0)
+    [(name, messages)] = fields.items()
+    assert name.startswith("metadata.") and message in messages[0]
+    with schema_context("alpha"):
+        row = Transformation.objects.get(pk=pending["transformation_id"])
+        version.refresh_from_db()
+    assert row.status == "pending_review" and row.accepted_metadata is None
+    assert version.metadata == before
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [('"\\ud800"', "U+D800"), ('"a\\u0000"', "Null characters"), ("1e400", "finite")],
+)
+def test_enhance_apply_value_postgres_cannot_store_is_400(
+    tenant_a, client, claude_version, value, message
+):
+    url = f"/api/v1/models/versions/{claude_version.pk}/enhance/apply/"
+    with schema_context("alpha"):
+        before = ModelVersion.objects.get(pk=claude_version.pk).metadata
+
+    response = client.generic(
+        "POST",
+        url,
+        f'{{"fields": {{"description": {value}}}}}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    fields = response.json()["error"]["fields"]
+    assert list(fields) == ["fields.description"]
+    assert message in fields["fields.description"][0]
+    with schema_context("alpha"):
+        assert ModelVersion.objects.get(pk=claude_version.pk).metadata == before

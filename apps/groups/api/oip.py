@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
 from apps.core.errors import ApplicationError
+from apps.core.serializer_fields import StorableDictField, StorableJSONField
 from apps.groups.api.views import check_body_size, requester_of
 from apps.groups.models import ModelGroup
 from apps.groups.serving import group_route, predict
@@ -54,15 +55,16 @@ class TensorSerializer(serializers.Serializer):
         child=serializers.IntegerField(min_value=0), max_length=8
     )
     datatype = serializers.ChoiceField(choices=sorted(DATATYPES))
-    parameters = serializers.DictField(required=False)
-    data = serializers.ListField(child=serializers.JSONField())
+    parameters = StorableDictField(nul=False, required=False)
+    # NUL characters pass: the log stores U+FFFD in their place (apps.inference.writer).
+    data = serializers.ListField(child=StorableJSONField(nul=False))
 
 
 class InferRequestSerializer(serializers.Serializer):
     id = serializers.CharField(max_length=200, required=False)
-    parameters = serializers.DictField(required=False)
+    parameters = StorableDictField(nul=False, required=False)
     inputs = TensorSerializer(many=True, min_length=1)
-    outputs = serializers.ListField(child=serializers.DictField(), required=False)
+    outputs = serializers.ListField(child=StorableDictField(nul=False), required=False)
 
 
 def _flatten(data: list[Any]) -> list[Any]:

@@ -19,6 +19,7 @@ from apps.accounts.authentication import (
 from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
 from apps.core.errors import ApplicationError, NotFoundError
+from apps.core.serializer_fields import StorableDictField, StorableJSONField
 from apps.groups.api.views import check_body_size, requester_of
 from apps.groups.models import ModelGroup
 from apps.groups.serving import group_route, predict
@@ -38,7 +39,8 @@ PASSED_PARAMETERS = (
 
 class ChatRequestSerializer(serializers.Serializer):
     model = serializers.CharField(max_length=100, help_text="A group slug.")
-    messages = serializers.ListField(child=serializers.DictField(), min_length=1)
+    # NUL characters pass: the log stores U+FFFD in their place (apps.inference.writer).
+    messages = serializers.ListField(child=StorableDictField(nul=False), min_length=1)
     stream = serializers.BooleanField(default=False)
     user = serializers.CharField(
         max_length=200,
@@ -49,11 +51,11 @@ class ChatRequestSerializer(serializers.Serializer):
     top_p = serializers.FloatField(min_value=0, max_value=1, required=False)
     max_tokens = serializers.IntegerField(min_value=1, required=False)
     max_completion_tokens = serializers.IntegerField(min_value=1, required=False)
-    stop = serializers.JSONField(required=False)
+    stop = StorableJSONField(nul=False, required=False)
     seed = serializers.IntegerField(required=False)
     presence_penalty = serializers.FloatField(required=False)
     frequency_penalty = serializers.FloatField(required=False)
-    response_format = serializers.DictField(required=False)
+    response_format = StorableDictField(nul=False, required=False)
 
     def validate_stream(self, value: bool) -> bool:
         if value:

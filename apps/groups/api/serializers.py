@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
 from apps.core.serializer_fields import StorableJSONField
@@ -61,6 +62,13 @@ class GroupSerializer(serializers.ModelSerializer):
         source="inference_table.name", read_only=True, default=None, allow_null=True
     )
 
+    # promotion_rules: a JSON object PostgreSQL can store (no NUL, lone surrogate or
+    # infinity anywhere), refused under its own name rather than as a database error.
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.JSONField: StorableJSONField,
+    }
+
     class Meta:
         model = ModelGroup
         fields = [
@@ -112,9 +120,11 @@ class StatusSerializer(serializers.Serializer):
 
 
 class PredictInSerializer(serializers.Serializer):
-    inputs = serializers.JSONField(
+    # NUL characters pass: the log stores U+FFFD in their place (apps.inference.writer).
+    inputs = StorableJSONField(
+        nul=False,
         help_text="One row {feature: value}, a list of rows, or for LLM groups "
-        '{"messages": [...]} / {"prompt": "..."}.'
+        '{"messages": [...]} / {"prompt": "..."}.',
     )
     routing_key = serializers.CharField(
         max_length=200, required=False, allow_blank=True

@@ -5,6 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.serializer_fields import StorableDictField
 from apps.jobs.models import Dataset, Job, JobEvent
 from apps.jobs.trainers.config import ALGORITHMS, PROBLEM_TYPES
 
@@ -117,7 +118,7 @@ class JobCreateSerializer(serializers.Serializer):
     algorithm = serializers.ChoiceField(
         choices=list(ALGORITHMS), default="gradient_boosting"
     )
-    hyperparameters = serializers.DictField(required=False)
+    hyperparameters = StorableDictField(required=False)
     validation_split = serializers.FloatField(default=0.2)
     seed = serializers.IntegerField(default=42)
     model_name = serializers.CharField(max_length=200, required=False, allow_blank=True)

@@ -3,6 +3,7 @@ dataset's inferred schema. Pure: no ORM, no files."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +95,9 @@ def hyperparameters_clean(algorithm: str, given: Any) -> dict[str, Any]:
                 if isinstance(value, bool):
                     raise ValueError
                 value = float(value)
-        except (TypeError, ValueError):
+                if not math.isfinite(value):  # "nan", "inf" or 1e400
+                    raise ValueError
+        except (TypeError, ValueError, OverflowError):  # int(float("inf")) overflows
             raise _bad(field, f"Must be {param.kind.__name__}.") from None
         if param.low is not None and value < param.low:
             raise _bad(field, f"Must be at least {param.low:g}; got {value}.")

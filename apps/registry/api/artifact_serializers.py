@@ -9,6 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.serializer_fields import storable
 from apps.registry.models import ModelArtifact, ModelVersion
 
 
@@ -20,7 +21,9 @@ def _json_text(value: str, field: str, kind: type) -> Any:
     if not isinstance(parsed, kind):
         noun = "a JSON list" if kind is list else "a JSON object"
         raise serializers.ValidationError(f"{field} must be {noun}.")
-    return parsed
+    # json.loads also reads NaN, 1e400 and escaped NUL or lone surrogates: refused
+    # here under the field's name, not by the database.
+    return storable(parsed)
 
 
 class VersionUploadSerializer(serializers.Serializer):

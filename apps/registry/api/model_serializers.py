@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.core.serializer_fields import StorableJSONField, without_nul
+from apps.core.serializer_fields import StorableDictField, StorableJSONField
 from apps.providers.models import ProviderConfig
 from apps.registry.metadata import CanonicalMetadataSerializer, validate_metadata
 from apps.registry.models import ModelVersion, RegisteredModel
@@ -24,9 +24,8 @@ class MetadataField(StorableJSONField):
     """Canonical metadata (see the schema); validated by the view's serializer."""
 
 
-class JSONObjectField(serializers.DictField):
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        return without_nul(super().to_internal_value(data))
+class JSONObjectField(StorableDictField):
+    """A JSON object PostgreSQL can store (no NUL, lone surrogate or infinity)."""
 
 
 def clean_metadata(

@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.serializer_fields import StorableJSONField
 from apps.registry.metadata import CanonicalMetadataSerializer
 from apps.registry.models import Transformation
 from apps.registry.transform.detect import FORMATS
@@ -16,8 +17,9 @@ MAX_BATCH_ITEMS = 100
 
 
 @extend_schema_field(CanonicalMetadataSerializer)
-class CanonicalField(serializers.JSONField):
-    """Canonical metadata (see the schema)."""
+class CanonicalField(StorableJSONField):
+    """Canonical metadata (see the schema). As input (an edit), refused when
+    PostgreSQL could not store it; unlike a payload, NULs are not replaced."""
 
 
 @extend_schema_field(
@@ -255,7 +257,7 @@ class EnhanceResponseSerializer(serializers.Serializer):
 
 class EnhanceApplySerializer(serializers.Serializer):
     fields = serializers.DictField(
-        child=serializers.JSONField(allow_null=True),
+        child=StorableJSONField(allow_null=True),
         help_text="The accepted proposals: {field path: value}.",
     )
 
