@@ -277,6 +277,7 @@ def test_oip_named_feature_tensors_and_bad_shapes(client):
     }
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_a_model_answer_that_is_not_finite_is_a_logged_422(
     tenant_a, make_key, api_client
 ):
