@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
 # A lone UTF-16 surrogate: Python's json reads "\ud800" into a str that UTF-8 (and so
@@ -86,3 +87,11 @@ class StorableDictField(serializers.DictField):
     def to_internal_value(self, data: Any) -> dict[Any, Any]:
         value = super().to_internal_value(data)
         return storable(value, nul=self.nul)  # type: ignore[no-any-return]
+
+
+# A ModelSerializer's `serializer_field_mapping` whose model JSONFields are
+# StorableJSONFields: refused under their own name, not as a database error.
+STORABLE_FIELD_MAPPING = {
+    **serializers.ModelSerializer.serializer_field_mapping,
+    models.JSONField: StorableJSONField,
+}

@@ -1,9 +1,8 @@
 from typing import Any
 
-from django.db import models
 from rest_framework import serializers
 
-from apps.core.serializer_fields import StorableJSONField
+from apps.core.serializer_fields import STORABLE_FIELD_MAPPING, StorableJSONField
 from apps.groups.models import Membership, ModelGroup
 
 
@@ -62,12 +61,9 @@ class GroupSerializer(serializers.ModelSerializer):
         source="inference_table.name", read_only=True, default=None, allow_null=True
     )
 
-    # promotion_rules: a JSON object PostgreSQL can store (no NUL, lone surrogate or
-    # infinity anywhere), refused under its own name rather than as a database error.
-    serializer_field_mapping = {
-        **serializers.ModelSerializer.serializer_field_mapping,
-        models.JSONField: StorableJSONField,
-    }
+    # promotion_rules: refused when PostgreSQL could not store it (no NUL, lone surrogate or
+    # infinity anywhere), under its own name.
+    serializer_field_mapping = STORABLE_FIELD_MAPPING
 
     class Meta:
         model = ModelGroup

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.core.serializer_fields import StorableJSONField
+from apps.core.serializer_fields import STORABLE_FIELD_MAPPING
 from apps.core.ssrf import UnsafeURLError, check_url
 from apps.providers.models import ProviderConfig
 from apps.providers.selectors import (
@@ -57,12 +56,9 @@ class ProviderSerializer(serializers.ModelSerializer):
         read_only=True, help_text="The last four characters of the stored key."
     )
     usage = serializers.SerializerMethodField()
-    # settings: a JSON value PostgreSQL can store (no NUL, lone surrogate or
-    # infinity anywhere), refused under its own name rather than as a database error.
-    serializer_field_mapping = {
-        **serializers.ModelSerializer.serializer_field_mapping,
-        models.JSONField: StorableJSONField,
-    }
+    # settings: refused when PostgreSQL could not store it (no NUL, lone surrogate or
+    # infinity anywhere), under its own name.
+    serializer_field_mapping = STORABLE_FIELD_MAPPING
 
     class Meta:
         model = ProviderConfig
