@@ -61,8 +61,8 @@ class GroupSerializer(serializers.ModelSerializer):
         source="inference_table.name", read_only=True, default=None, allow_null=True
     )
 
-    # promotion_rules: refused when PostgreSQL could not store it (no NUL, lone surrogate or
-    # infinity anywhere), under its own name.
+    # promotion_rules: refused under its own name when PostgreSQL could not store it
+    # (no NUL, lone surrogate or infinity anywhere).
     serializer_field_mapping = STORABLE_FIELD_MAPPING
 
     class Meta:

@@ -56,8 +56,8 @@ class ProviderSerializer(serializers.ModelSerializer):
         read_only=True, help_text="The last four characters of the stored key."
     )
     usage = serializers.SerializerMethodField()
-    # settings: refused when PostgreSQL could not store it (no NUL, lone surrogate or
-    # infinity anywhere), under its own name.
+    # settings: refused under its own name when PostgreSQL could not store it (no NUL,
+    # lone surrogate or infinity anywhere).
     serializer_field_mapping = STORABLE_FIELD_MAPPING
 
     class Meta:
