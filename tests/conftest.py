@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -72,14 +73,15 @@ def _back_to_public() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def trained() -> Iterator[None]:
-    """The demo's models trained once per module (seed_demo_content trains them)."""
+def trained() -> Iterator[Any]:
+    """The demo's models trained once per module, and given to seed_demo_content
+    (which would train them again) while the module runs."""
     from apps.tenants import demo
 
     models = demo.train_demo_models()
     original = demo.train_demo_models
     demo.train_demo_models = lambda: models  # type: ignore[assignment]
-    yield
+    yield models
     demo.train_demo_models = original  # type: ignore[assignment]
 
 

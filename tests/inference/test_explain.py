@@ -13,12 +13,7 @@ from apps.inference.explain import (
     explainer_cache_clear,
 )
 from apps.registry.models import ModelVersion
-from apps.tenants.demo import demo_rows, seed_demo_content, train_demo_models
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return train_demo_models()
+from apps.tenants.demo import demo_rows, seed_demo_content
 
 
 def _matrix(rows):
@@ -82,35 +77,22 @@ def test_a_linear_model_without_background_is_refused_with_the_reason(trained):
 
 
 def test_registered_versions_are_explained_from_their_stored_files(tenant_a, trained):
-    from apps.tenants import demo
-
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: trained
     explainer_cache_clear()
-    try:
-        with schema_context("alpha"):
-            seed_demo_content(actor="test")
-            champion, challenger = ModelVersion.objects.order_by("number")[:2]
-            linear = explain_rows(champion.pk, demo_rows(3))
-            tree = explain_rows(challenger.pk, demo_rows(3))
-    finally:
-        demo.train_demo_models = original
+    with schema_context("alpha"):
+        seed_demo_content(actor="test")
+        champion, challenger = ModelVersion.objects.order_by("number")[:2]
+        linear = explain_rows(champion.pk, demo_rows(3))
+        tree = explain_rows(challenger.pk, demo_rows(3))
     assert [e["method"] for e in linear + tree] == ["linear"] * 3 + ["tree"] * 3
 
 
 @pytest.fixture
 def demo_group(tenant_a, trained):
     from apps.groups.serving import clear_route_cache
-    from apps.tenants import demo
 
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: trained
     clear_route_cache()
-    try:
-        with schema_context("alpha"):
-            yield seed_demo_content(actor="test")
-    finally:
-        demo.train_demo_models = original
+    with schema_context("alpha"):
+        return seed_demo_content(actor="test")
 
 
 def test_predict_with_explain_returns_and_stores_additive_values(

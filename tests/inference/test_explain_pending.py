@@ -21,28 +21,19 @@ from apps.inference.explain import (
 from apps.inference.importance import importance_add, importance_add_values
 from apps.inference.tasks import _json_text, _json_values, explain_pending
 from apps.registry.models import FeatureImportance, ModelVersion
-from apps.tenants.demo import demo_rows, seed_demo_content, train_demo_models
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return train_demo_models()
+from apps.tenants.demo import demo_rows, seed_demo_content
 
 
 @pytest.fixture
 def demo_group(tenant_a, trained):
     from apps.groups.serving import clear_route_cache
-    from apps.tenants import demo
 
-    original = demo.train_demo_models
-    demo.train_demo_models = lambda: trained
     clear_route_cache()
     explainer_cache_clear()
     try:
         with schema_context("alpha"):
             yield seed_demo_content(actor="test")
     finally:
-        demo.train_demo_models = original
         explainer_cache_clear()
 
 
