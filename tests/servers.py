@@ -42,17 +42,22 @@ def gunicorn_command(
     ]
 
 
-def qcluster_start(env: dict[str, str]) -> subprocess.Popen:
-    """`manage.py qcluster` in a process group of its own (so that a test can kill
-    the whole cluster at once), its output discarded."""
+def start_detached(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`command` from the project's directory in a process group of its own (so that
+    a test can kill it and its children at once), its output discarded."""
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "qcluster"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def qcluster_start(env: dict[str, str]) -> subprocess.Popen:
+    """`manage.py qcluster`, detached (`start_detached`)."""
+    return start_detached([sys.executable, str(ROOT / "manage.py"), "qcluster"], env)
 
 
 def wait_until_serving(

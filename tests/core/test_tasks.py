@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django_q.models import OrmQ, Success
 from django_q.tasks import result
 from django_tenants.utils import schema_context
 
 from apps.core.tasks import TenantContextError, echo_schema, run_in_tenant, tenant_async
+from tests.servers import qcluster_start
 
 
 def test_enqueue_from_public_is_refused(db):
@@ -63,13 +60,7 @@ def worker(django_db_setup, django_db_blocker):
         "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
         "Q_WORKERS": "1",
     }
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = qcluster_start(env)
     yield proc
     # The tasks are done: a graceful stop would only wait for the cluster's timers.
     os.killpg(proc.pid, signal.SIGKILL)

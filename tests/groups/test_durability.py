@@ -8,19 +8,17 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import httpx2
 import psutil
 import pytest
-from django.conf import settings
 from django.db import connection
 from django_tenants.utils import schema_context
 
 from apps.accounts.services import api_key_create
 from apps.tenants.demo import DEMO_GROUP, demo_rows, seed_demo_content
 from apps.tenants.services import tenant_create, tenant_delete
-from tests.servers import free_port, gunicorn_command
+from tests.servers import free_port, gunicorn_command, start_detached
 
 
 @pytest.mark.worker
@@ -59,14 +57,7 @@ def _run_and_kill(key: str) -> tuple[set[str], list[int], list[int]]:
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
     }
-    server = subprocess.Popen(
-        gunicorn_command(port),
-        cwd=Path(settings.BASE_DIR),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = start_detached(gunicorn_command(port), env)
     acknowledged: set[str] = set()
     failures = 0
     lock = threading.Lock()

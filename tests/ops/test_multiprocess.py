@@ -18,7 +18,7 @@ from django_tenants.utils import schema_context
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.core.tasks import tenant_async
-from tests.servers import free_port, wait_until_serving
+from tests.servers import free_port, qcluster_start, wait_until_serving
 
 from .conftest import MANAGE, PYTHON
 
@@ -125,16 +125,7 @@ def test_two_clusters_share_the_queue_and_run_each_task_once(
             for i in range(n):
                 tenant_async(record_run, f"task-{i}", on_commit=False)
     env = {**process_env, "Q_WORKERS": "2"}
-    clusters = [
-        subprocess.Popen(
-            [PYTHON, MANAGE, "qcluster"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for _ in range(2)
-    ]
+    clusters = [qcluster_start(env) for _ in range(2)]
     try:
         with django_db_blocker.unblock():
             deadline = time.monotonic() + 120

@@ -32,7 +32,12 @@ from apps.core.context import new_request_id
 from apps.core.errors import api_exception_handler
 from apps.tenants.demo import DEMO_GROUP, demo_rows
 from tests.reliability.throwaway_pg import ThrowawayPostgres
-from tests.servers import free_port, gunicorn_command, wait_until_serving
+from tests.servers import (
+    free_port,
+    gunicorn_command,
+    start_detached,
+    wait_until_serving,
+)
 
 BASE_DIR = Path(settings.BASE_DIR)
 HOST = "demo.localhost"
@@ -228,14 +233,7 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
 
 
 def _serve(port: int, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        gunicorn_command(port),
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return start_detached(gunicorn_command(port), env)
 
 
 def _load_through_restarts(
