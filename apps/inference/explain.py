@@ -17,7 +17,6 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -302,6 +301,7 @@ def explain_batch(
     """SHAP values of rows for a version, with the contributions as a matrix (for
     the global importance). `serving` (the serving path's ServingVersion) supplies
     the artifact and schema already in memory."""
+    from apps.groups.serving import _matrix
     from apps.registry.models import ModelVersion
 
     if serving is not None and serving.artifact is not None:
@@ -317,28 +317,8 @@ def explain_batch(
             or []
         )
         explainer = explainer_for_version(version_id, schema=schema)
-    values, base = explainer.shap_values(_batch_matrix(schema, rows))
+    values, base = explainer.shap_values(_matrix(schema, rows))
     return Explained(explainer.format(values, base), values, explainer.feature_names)
-
-
-def _batch_matrix(schema: list[dict[str, Any]], rows: list[Any]) -> np.ndarray:
-    """The serving path's `_matrix` of rows, the same array, built faster for a
-    numeric schema whose rows are plain dicts holding every feature (one
-    itemgetter per row instead of a `get` per value); anything else (a missing
-    feature, explained as NaN, a row that is no dict) goes through `_matrix`."""
-    from apps.groups.serving import _matrix
-
-    names = [f["name"] for f in schema]
-    if (
-        len(names) > 1
-        and all(f.get("type") in ("number", "integer") for f in schema)
-        and all(type(row) is dict for row in rows)
-    ):
-        try:
-            return np.asarray(list(map(itemgetter(*names), rows)), dtype=float)
-        except KeyError:
-            pass
-    return _matrix(schema, rows)
 
 
 def explain_rows(

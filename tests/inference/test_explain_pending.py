@@ -13,7 +13,6 @@ from django_tenants.utils import schema_context
 
 from apps.inference.explain import (
     VersionExplainer,
-    _batch_matrix,
     build_explainer,
     explain_rows,
     explainer_cache_clear,
@@ -150,19 +149,21 @@ def test_a_batch_is_encoded_to_the_jsonb_json_dumps_gives(trained, db):
     assert _json_text(big) == json.dumps(big, separators=(",", ":"))
 
 
-def test_the_batch_matrix_is_the_serving_matrix_for_every_input():
-    from apps.groups.serving import _matrix as serving_matrix
+def test_the_matrix_is_the_same_by_itemgetter_or_value_by_value():
+    from apps.groups.serving import _matrix
 
     rows = demo_rows(50)
     schema = [{"name": name, "type": "number"} for name in rows[0]]
-    partial = dict(list(rows[1].items())[1:])
+    partial = dict(list(rows[1].items())[1:])  # a feature missing: NaN
     for given in (rows, [*rows[:3], partial], [rows[0]], []):
-        expected = serving_matrix(schema, given)
-        got = _batch_matrix(schema, given)
+        expected = np.asarray(
+            [[row.get(f["name"]) for f in schema] for row in given], dtype=float
+        )
+        got = _matrix(schema, given)
         assert got.dtype == expected.dtype and got.shape == expected.shape
         np.testing.assert_array_equal(got, expected)
     with pytest.raises(AttributeError):
-        _batch_matrix(schema, [rows[0], [1.0, 2.0]])
+        _matrix(schema, [rows[0], [1.0, 2.0]])
 
 
 def _insert(table: str, version_id: int, value: Any, *, sampled: bool = True) -> str:
