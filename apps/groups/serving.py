@@ -4,7 +4,6 @@ validation -> routing -> invocation -> logging (write-through) -> shadows (queue
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 import uuid
@@ -288,8 +287,11 @@ def _matrix(schema: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Any:
     return np.asarray(data, dtype=float if numeric else object)
 
 
-def _local_outputs(model: Any, matrix: Any) -> list[dict[str, Any]]:
+def _local_outputs(
+    version: ServingVersion, model: Any, matrix: Any
+) -> list[dict[str, Any]]:
     predictions = model.predict(matrix)
+    _check_finite(version, predictions)
     outputs: list[dict[str, Any]] = [{"prediction": _plain(p)} for p in predictions]
     if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
         try:
@@ -297,6 +299,7 @@ def _local_outputs(model: Any, matrix: Any) -> list[dict[str, Any]]:
         except (AttributeError, NotImplementedError):
             probabilities = None
         if probabilities is not None:
+            _check_finite(version, probabilities)
             classes = [_plain(c) for c in model.classes_]
             for out, row in zip(outputs, probabilities, strict=True):
                 out["probabilities"] = {
@@ -328,37 +331,35 @@ def invoke_local(
         matrix = _matrix(version.input_schema, rows).astype(np.float32)
         first = model.get_inputs()[0].name
         result = model.run(None, {first: matrix})[0]
+        _check_finite(version, result)
         outputs = [
             {"prediction": _plain(v) if getattr(v, "ndim", 0) == 0 else v.tolist()}
             for v in result
         ]
     else:
         try:
-            outputs = _local_outputs(model, _matrix(version.input_schema, rows))
+            outputs = _local_outputs(
+                version, model, _matrix(version.input_schema, rows)
+            )
         except (ValueError, TypeError) as exc:
             raise InvocationError(
                 "model_error", f"{version.label} failed: {exc}", 422
             ) from exc
-    if not _finite(outputs):
-        # JSON has no infinity or NaN: such an answer could be neither sent nor logged.
-        raise InvocationError(
-            "model_error",
-            f"{version.label} answered a number that is not finite (infinity or NaN)"
-            " for these inputs.",
-            422,
-        )
     return outputs
 
 
-def _finite(value: Any) -> bool:
-    """Whether every number in a JSON-shaped value is finite."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
+def _check_finite(version: ServingVersion, *arrays: Any) -> None:
+    """JSON has no infinity or NaN: an answer holding one cannot be sent."""
+    import numpy as np
+
+    for array in arrays:
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise InvocationError(
+                "model_error",
+                f"{version.label} answered a number that is not finite (infinity or"
+                " NaN) for these inputs.",
+                422,
+            )
 
 
 def invoke_provider(version: ServingVersion, payload: dict[str, Any]) -> dict[str, Any]:
