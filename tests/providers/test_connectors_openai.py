@@ -106,6 +106,8 @@ def test_invoke_sends_chat_completion_and_maps_answer_and_usage(
         {"choices": [{"message": {"content": {"not": "text"}}}]},
         {"choices": "none"},
         ["not", "an", "object"],
+        # not JSON at all, though Python's encoder writes it
+        {"choices": [{"message": {"content": "hi"}, "logprobs": float("nan")}]},
     ],
 )
 def test_a_json_answer_that_is_not_a_chat_completion_is_a_provider_error(

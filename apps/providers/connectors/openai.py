@@ -11,7 +11,7 @@ import httpx2
 import openai
 from django.conf import settings
 
-from apps.providers.connectors._sdk import map_sdk_error
+from apps.providers.connectors._sdk import json_body, map_sdk_error
 from apps.providers.connectors.base import (
     Connector,
     DiscoveredModel,
@@ -130,7 +130,7 @@ class OpenAIConnector(Connector):
                 body={"model": model, "messages": request.messages, **params},
                 cast_to=httpx2.Response,
             )
-            completion = response.json()
+            completion = json_body(response)
             return _chat_result(completion, model)
 
         return self._call(chat)
