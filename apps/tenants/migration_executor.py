@@ -5,9 +5,10 @@ nothing to apply: about half a second per schema (loading the graph, rendering m
 states, post-migrate signals), minutes for a deploy over hundreds of tenants. A schema
 whose `django_migrations` already equals the code's migrations (one query, the same
 comparison the tenant template is checked with) would do nothing but that, so it is
-left out. Plain runs only: with an app label, a target migration, `--fake`,
-`--fake-initial`, `--plan`, `--check` or `--prune`, every schema is handed to
-`migrate` as before. Wired in through django-tenants' `GET_EXECUTOR_FUNCTION`
+left out. A plain `--fake` skips them too (it would mark nothing): that is what
+django-tenants runs on every new tenant's schema, a copy of the current template.
+With an app label, a target migration, `--fake-initial`, `--plan`, `--check` or
+`--prune`, every schema is handed to `migrate` as before. Wired in through django-tenants' `GET_EXECUTOR_FUNCTION`
 setting, so both its standard and multiprocessing executors do it.
 """
 
@@ -24,7 +25,6 @@ from django_tenants.migration_executors.base import MigrationExecutor
 SPECIFIC_OPTIONS = (
     "app_label",
     "migration_name",
-    "fake",
     "fake_initial",
     "plan",
     "check_unapplied",
@@ -41,12 +41,6 @@ def _skipping(base: type[MigrationExecutor]) -> type[MigrationExecutor]:
     class SkipCurrentSchemas(base):  # type: ignore[valid-type, misc]
         def run_migrations(self, tenants: Any = None) -> Any:
             return super().run_migrations(tenants=self._needing(tenants))
-
-        def run_multi_type_migrations(self, tenants: Any) -> Any:
-            wanted = set(self._needing([t[0] for t in tenants or []]))
-            return super().run_multi_type_migrations(
-                [t for t in tenants or [] if t[0] in wanted]
-            )
 
         def _needing(self, tenants: Any) -> list[str]:
             schemas = list(tenants or [])

@@ -43,7 +43,7 @@ def test_current_schemas_are_skipped_and_a_schema_behind_is_migrated(
 
 @pytest.mark.parametrize(
     "options",
-    [{"fake": True}, {"plan": True}, {"app_label": "groups"}],
+    [{"fake_initial": True}, {"plan": True}, {"app_label": "groups"}],
 )
 def test_a_specific_migrate_hands_over_every_schema(db, tenant_a, handed, options):
     call_command(
