@@ -219,9 +219,19 @@ def service_unavailable(request: HttpRequest) -> HttpResponse:
 def tenant_gone(exc: BaseException | None) -> bool:
     """Whether a query failed because the request's tenant was deleted after this
     process looked its host up (hosts are remembered for TENANT_HOST_CACHE_SECONDS):
-    its schema no longer exists. If so, the process forgets every host at once."""
+    its schema no longer exists. If so, the process forgets every host at once.
+    The answer is kept on the exception: DRF's handler, the middleware and
+    handler500 may each ask about the same one."""
     if not isinstance(exc, ProgrammingError) or connection.in_atomic_block:
         return False
+    known = getattr(exc, "_tenant_gone", None)
+    if known is None:
+        known = _schema_gone()
+        exc._tenant_gone = known  # type: ignore[attr-defined]
+    return bool(known)
+
+
+def _schema_gone() -> bool:
     from django_tenants.utils import schema_exists
 
     from apps.core.db import current_schema, is_public_schema

@@ -118,3 +118,30 @@ def test_a_tenant_deleted_by_another_process_is_a_404_not_a_500(
             connection.set_schema_to_public()
             if Organization.objects.filter(schema_name=slug).exists():
                 tenant_delete(slug=slug)
+
+
+def test_whether_a_failed_query_means_the_tenant_is_gone_is_asked_once(
+    monkeypatch, tenant_a
+):
+    # DRF's handler, the middleware and handler500 may each ask about one exception.
+    from django.db import ProgrammingError
+
+    from apps.core import errors
+
+    asked: list[str] = []
+
+    def exists(schema: str) -> bool:
+        asked.append(schema)
+        return True
+
+    monkeypatch.setattr("django_tenants.utils.schema_exists", exists)
+    failure = ProgrammingError("relation does not exist")
+    # as in a request outside a transaction (this test runs inside one)
+    connection.in_atomic_block = False
+    try:
+        with schema_context("alpha"):
+            answers = [errors.tenant_gone(failure) for _ in range(3)]
+    finally:
+        connection.in_atomic_block = True
+
+    assert answers == [False, False, False] and asked == ["alpha"]
