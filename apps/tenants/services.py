@@ -224,6 +224,17 @@ class TemplateState:
     def current(self) -> bool:
         return self.exists and not self.missing and not self.unknown
 
+    def describe(self) -> str:
+        """What is off, in words ("missing.", "2 to apply (a.b, c.d).", ...)."""
+        if not self.exists:
+            return "missing."
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} to apply ({', '.join(self.missing)})")
+        if self.unknown:
+            parts.append(f"{len(self.unknown)} unknown ({', '.join(self.unknown)})")
+        return "; ".join(parts or ["current"]) + "."
+
 
 def template_schema_name() -> str:
     """TENANT_TEMPLATE_SCHEMA ("" when cloning is off). A template is dropped and
@@ -344,24 +355,18 @@ def _template_make_current(name: str) -> TemplateState:
     built = tenant_template_state(name=name)
     if not built.current:
         raise ApplicationError(
-            f"Tenant template '{name}' does not match the code after migrating "
-            f"(missing {list(built.missing)}, unknown {list(built.unknown)}).",
+            f"Tenant template '{name}' does not match the code after migrating: "
+            + built.describe(),
             code="template_stale",
             status_code=500,
         )
     logger.info(
-        "tenant template %s built in %.1f s (was %s)",
+        "tenant template %s built in %.1f s (was: %s)",
         name,
         time.monotonic() - started,
-        _state_summary(state),
+        state.describe(),
     )
     return built
-
-
-def _state_summary(state: TemplateState) -> str:
-    if not state.exists:
-        return "missing"
-    return f"{len(state.missing)} to apply, {len(state.unknown)} unknown"
 
 
 def _template_drop(name: str) -> None:

@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.tenants.services import (
-    TemplateState,
     template_schema_name,
     tenant_template_drop,
     tenant_template_ensure,
@@ -42,19 +41,9 @@ class Command(BaseCommand):
             state = tenant_template_state(name=name)
             if not state.current:
                 raise CommandError(
-                    f"Tenant template '{name}' is not current: "
-                    + ("missing." if not state.exists else _describe(state))
+                    f"Tenant template '{name}' is not current: " + state.describe()
                 )
         else:
             tenant_template_ensure(rebuild=options["rebuild"])
         if options["verbosity"]:
             self.stdout.write(f"Tenant template '{name}' is current.")
-
-
-def _describe(state: TemplateState) -> str:
-    parts = []
-    if state.missing:
-        parts.append(f"{len(state.missing)} to apply ({', '.join(state.missing)})")
-    if state.unknown:
-        parts.append(f"{len(state.unknown)} unknown ({', '.join(state.unknown)})")
-    return "; ".join(parts) + "."
