@@ -211,17 +211,10 @@ def ensure_storage(group_id: int) -> list[str]:
     writer). Returns the partitions changed."""
     schema = _schema()
     setting = STORAGE.replace(" ", "")
+    changed = [
+        name for name, options in _children(group_id) if setting not in (options or [])
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent "
-            "JOIN pg_namespace n ON n.oid = p.relnamespace "
-            "WHERE n.nspname = %s AND p.relname = %s "
-            "AND NOT coalesce(%s = ANY(c.reloptions), false) ORDER BY c.relname",
-            [schema, table_name(group_id), setting],
-        )
-        changed = [row[0] for row in cursor.fetchall()]
         for part in changed:
             cursor.execute(
                 sql.SQL("ALTER TABLE {} SET ({})").format(
@@ -279,16 +272,22 @@ def ensure_indexes(group_id: int) -> list[str]:
 
 def partitions(group_id: int) -> list[str]:
     """Names of the day partitions (not the default), oldest first."""
+    return [name for name, _ in _children(group_id) if not name.endswith("_default")]
+
+
+def _children(group_id: int) -> list[tuple[str, list[str] | None]]:
+    """(name, storage options) of every partition of the group's table, the default
+    one included, by name."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT c.relname FROM pg_inherits i "
+            "SELECT c.relname, c.reloptions FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid "
             "JOIN pg_class p ON p.oid = i.inhparent "
             "JOIN pg_namespace n ON n.oid = p.relnamespace "
             "WHERE n.nspname = %s AND p.relname = %s ORDER BY c.relname",
             [_schema(), table_name(group_id)],
         )
-        return [row[0] for row in cursor.fetchall() if not row[0].endswith("_default")]
+        return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
 @dataclass(frozen=True)
