@@ -107,13 +107,13 @@ def _tenant() -> str:
 # --- instrumentation helpers (called from the request path) -----------------------
 
 
-def counted_log_write(group_id: int, row: dict[str, Any]) -> None:
+def counted_log_write(group_id: int, row: dict[str, Any]) -> bool:
     """`apps.inference.writer.log_write`, counting the row by group and member."""
     from apps.inference.writer import log_write
 
     tenant, group = _tenant(), str(group_id)
     try:
-        log_write(group_id, row)
+        spooled = log_write(group_id, row)
     except Exception:
         LOG_ROWS.labels(tenant, group, "failed").inc()
         raise
@@ -124,6 +124,7 @@ def counted_log_write(group_id: int, row: dict[str, Any]) -> None:
         PREDICTION_LATENCY.labels(tenant, group, member, role).observe(
             float(row["latency_ms"]) / 1000
         )
+    return spooled
 
 
 def provider_call(provider: Any, outcome: str) -> None:

@@ -537,8 +537,9 @@ def predict(
     elif served.local and _sampled(route):
         sampled = True
     total_ms = (time.perf_counter() - started) * 1000
+    spooled = False
     if settings.INFERENCE_LOGGING:  # off only to measure logging's cost (bench #2)
-        log_write(
+        spooled = log_write(
             route.group_id,
             {
                 **base_row,
@@ -556,7 +557,7 @@ def predict(
                 "explain_requested": sampled,
             },
         )
-    if sampled:
+    if sampled and not spooled:  # a spooled row is queued once it is in its table
         explain_soon(route.group_id)
     for shadow in table.shadows:
         tenant_async(

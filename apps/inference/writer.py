@@ -1,9 +1,11 @@
 """Writes inference rows into a group's table.
 
-Durability: write-through. The row is committed before the prediction's response is
-sent, so a 2xx can never refer to a row that a killed web process still held in
-memory. (One INSERT per request, sent with its transaction in one round trip; psycopg
-prepares it after a few uses.)
+Durability, in the default `INFERENCE_LOG_MODE = "direct"`: write-through. The row is
+committed before the prediction's response is sent, so a 2xx can never refer to a row
+that a killed web process still held in memory. (One INSERT per request, sent with its
+transaction in one round trip.) In the "spool" mode the row is appended to the
+process's spool file before the answer instead, and copied into the table in batches
+by `apps.inference.spool`, which says what that promises.
 
 By default the log's commit does not wait for the WAL flush
 (`INFERENCE_LOG_SYNCHRONOUS_COMMIT = "off"`, for this transaction only): a killed web
@@ -15,8 +17,10 @@ PostgreSQL itself could lose the last fraction of a second of log rows (at most
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+import time
 import uuid
 from datetime import datetime
 from functools import lru_cache
@@ -28,7 +32,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from apps.core.db import current_schema, raw_commit, rendered
+from apps.inference.spool import encode_line, process_spool
 from apps.inference.tables import table_name
+
+logger = logging.getLogger(__name__)
 
 FIELDS = (
     "request_id",
@@ -83,10 +90,7 @@ def bounded_json(value: Any) -> tuple[str | None, bool]:
     "NaN"."""
     if value is None:
         return None, False
-    try:
-        text = json.dumps(value, default=str, separators=(",", ":"), allow_nan=False)
-    except ValueError:  # infinity or NaN, which JSON (and jsonb) cannot hold
-        text = json.dumps(_nonfinite_as_text(value), default=str, separators=(",", ":"))
+    text = _json_text(value)
     if "\\u0000" in text:
         text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
     limit = settings.INFERENCE_MAX_PAYLOAD_BYTES
@@ -117,54 +121,127 @@ def _insert_statement(schema: str, group_id: int) -> bytes:
     )
 
 
-def log_write(group_id: int, row: dict[str, Any]) -> None:
-    """Insert one row (autocommit unless the caller holds a transaction)."""
-    row = dict(row)
-    row.setdefault("ts", uuid7_time(row["request_id"]))
-    row["input"], row["input_truncated"] = bounded_json(row.get("input"))
-    row["output"], row["output_truncated"] = bounded_json(row.get("output"))
-    if row.get("explanation") is not None:
-        row["explanation"] = Jsonb(row["explanation"])
+def row_values(row: dict[str, Any]) -> list[Any]:
+    """A row's values in FIELDS order, as both modes send them: payloads as bounded
+    JSON text (PostgreSQL casts it to jsonb), omitted fields as the table's neutral
+    values."""
     values = [row.get(f) for f in FIELDS]
-    for index, name in enumerate(FIELDS):
-        if values[index] is None and name in ("role", "requester", "door"):
+    values[_TS] = values[_TS] or uuid7_time(row["request_id"])
+    values[_INPUT], values[_INPUT_CUT] = bounded_json(row.get("input"))
+    values[_OUTPUT], values[_OUTPUT_CUT] = bounded_json(row.get("output"))
+    if values[_EXPLANATION] is not None:
+        values[_EXPLANATION] = _json_text(values[_EXPLANATION])
+    for index in _TEXT_DEFAULTS:
+        if values[index] is None:
             values[index] = ""
-        if values[index] is None and name in (
-            "shadow",
-            "input_truncated",
-            "output_truncated",
-            "explain_requested",
-        ):
+    for index in _TEXTS:  # PostgreSQL's text cannot hold NUL either
+        text = values[index]
+        if isinstance(text, str) and "\x00" in text:
+            values[index] = text.replace("\x00", "\ufffd")
+    for index in _FLAG_DEFAULTS:
+        if values[index] is None:
             values[index] = False
+    return values
+
+
+_TS, _INPUT, _OUTPUT, _INPUT_CUT, _OUTPUT_CUT, _EXPLANATION = (
+    FIELDS.index(name)
+    for name in (
+        "ts",
+        "input",
+        "output",
+        "input_truncated",
+        "output_truncated",
+        "explanation",
+    )
+)
+_TEXT_DEFAULTS = [FIELDS.index(name) for name in ("role", "requester", "door")]
+_TEXTS = [
+    FIELDS.index(name)
+    for name in (
+        "client_request_id",
+        "routing_key",
+        "requester",
+        "error_code",
+        "error_message",
+    )
+]
+_FLAG_DEFAULTS = [FIELDS.index(name) for name in ("shadow", "explain_requested")]
+
+
+def log_write(group_id: int, row: dict[str, Any]) -> bool:
+    """Log one row: committed before this returns (autocommit, or with the caller's
+    transaction when it holds one), or, with `INFERENCE_LOG_MODE = "spool"` and no
+    transaction open, appended to the process's spool. Returns True when spooled."""
+    values = row_values(row)
+    schema = current_schema()
+    if settings.INFERENCE_LOG_MODE == "spool" and not connection.in_atomic_block:
+        try:
+            process_spool().append(encode_line(schema, group_id, values))
+            return True
+        except OSError:
+            logger.exception("inference spool unwritable; logging the row directly")
     # Committed before the answer leaves (write-through), in one round trip; inside a
     # caller's transaction the row commits or rolls back with its work.
-    raw_commit(_insert_statement(current_schema(), group_id), values)
+    raw_commit(_insert_statement(schema, group_id), values)
+    return False
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON; infinity and NaN, which JSON (and jsonb) cannot hold, as text."""
+    try:
+        return json.dumps(value, default=str, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_nonfinite_as_text(value), default=str, separators=(",", ":"))
 
 
 def feedback_write(group_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Attach ground truth to logged rows by request id; unknown ids are reported.
-    Each item: {"request_id", "label"? , "value"?}. Returns {"updated", "unknown"}."""
+    Each item: {"request_id", "label"? , "value"?}. Returns {"updated", "unknown"}.
+
+    In the spool mode a row reaches its table a few milliseconds after its answer:
+    an id not found yet whose time (a UUIDv7 carries it) is less than
+    `SPOOL_VISIBLE_SECONDS` old is looked for again until then."""
     from django.utils import timezone
 
-    unknown: list[str] = []
+    waiting: list[tuple[str, datetime, Jsonb]] = []
     invalid: list[str] = []
     updated = 0
     statement = sql.SQL(
         "UPDATE {} SET feedback = %s, feedback_at = %s WHERE request_id = %s AND ts = %s"
     ).format(sql.Identifier(current_schema(), table_name(group_id)))
     now = timezone.now()
+    for item in items:
+        rid = str(item.get("request_id", ""))
+        try:
+            ts = uuid7_time(rid)
+        except ValueError:
+            invalid.append(rid)
+            continue
+        waiting.append(
+            (rid, ts, Jsonb({k: item[k] for k in ("label", "value") if k in item}))
+        )
+    patience = SPOOL_VISIBLE_SECONDS if settings.INFERENCE_LOG_MODE == "spool" else 0.0
+    unknown: list[str] = []
     with connection.cursor() as cursor:
-        for item in items:
-            rid = str(item.get("request_id", ""))
-            try:
-                ts = uuid7_time(rid)
-            except ValueError:
-                invalid.append(rid)
-                continue
-            truth = {k: item[k] for k in ("label", "value") if k in item}
-            cursor.execute(statement, [Jsonb(truth), now, rid, ts])  # type: ignore[list-item]
-            if cursor.rowcount:
-                updated += cursor.rowcount
-            else:
-                unknown.append(rid)
+        while waiting:
+            missing = []
+            for rid, ts, truth in waiting:
+                cursor.execute(statement, [truth, now, rid, ts])  # type: ignore[list-item]
+                if cursor.rowcount:
+                    updated += cursor.rowcount
+                else:
+                    missing.append((rid, ts, truth))
+            waiting = []
+            for rid, ts, truth in missing:
+                age = (timezone.now() - ts).total_seconds()
+                if -1.0 < age < patience:  # (an id from the future is not waited for)
+                    waiting.append((rid, ts, truth))
+                else:
+                    unknown.append(rid)
+            if waiting:
+                time.sleep(0.02)
     return {"updated": updated, "unknown": unknown, "invalid": invalid}
+
+
+SPOOL_VISIBLE_SECONDS = 3.0

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from apps.core import embedded_db
 
@@ -325,6 +326,21 @@ TRANSFORM_LLM_CONCURRENCY = env.int("TRANSFORM_LLM_CONCURRENCY", default=4)
 # Successful predictions are logged (write-through). Off only to measure what logging
 # costs (bench/bench_predict.py, item 2); failed attempts are always logged.
 INFERENCE_LOGGING = env.bool("INFERENCE_LOGGING", default=True)
+# How a prediction's row reaches its table (docs/serving.md, "Durability"):
+# "direct" commits it before the answer is sent; "spool" appends it to a file of the
+# web process's own before the answer and copies the file into the tables in batches
+# a few milliseconds later (apps/inference/spool.py). The spool directory must be on
+# the host's local, persistent disk.
+INFERENCE_LOG_MODE = env("INFERENCE_LOG_MODE", default="direct")
+if INFERENCE_LOG_MODE not in ("direct", "spool"):
+    raise ImproperlyConfigured(
+        f'INFERENCE_LOG_MODE must be "direct" or "spool", not {INFERENCE_LOG_MODE!r}'
+    )
+INFERENCE_SPOOL_DIR = env("INFERENCE_SPOOL_DIR", default=str(BASE_DIR / "var" / "spool"))
+# The drain waits this long after a row arrives, so that a batch gathers several.
+INFERENCE_SPOOL_LINGER_MS = env.float("INFERENCE_SPOOL_LINGER_MS", default=5.0)
+# Files of processes that are gone are looked for (and replayed) this often.
+INFERENCE_SPOOL_ADOPT_SECONDS = env.float("INFERENCE_SPOOL_ADOPT_SECONDS", default=5.0)
 
 # The predict hot path trusts what a process read this recently without asking the
 # database again: a group's route (a promotion or weight change reaches every process

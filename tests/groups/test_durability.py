@@ -1,5 +1,7 @@
 """A killed web worker loses no acknowledged row: every 2xx prediction's request_id is
-in the group's table, because the row is committed before the answer is sent."""
+in the group's table. In the direct mode because the row is committed before the
+answer is sent; in the spool mode because it is in the worker's spool file before the
+answer, and another worker replays the file of the one that was killed."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx2
 import psutil
@@ -22,8 +26,9 @@ from tests.servers import free_port, gunicorn_command, start_detached
 
 
 @pytest.mark.worker
+@pytest.mark.parametrize("mode", ["direct", "spool"])
 def test_killing_a_web_worker_loses_no_acknowledged_row(
-    django_db_setup, django_db_blocker
+    mode, tmp_path, django_db_setup, django_db_blocker
 ):
     with django_db_blocker.unblock():
         tenant_create(
@@ -36,26 +41,38 @@ def test_killing_a_web_worker_loses_no_acknowledged_row(
             with schema_context("durable"):
                 group = seed_demo_content(actor="test")
                 _, key = api_key_create(name="load", scope="predict", actor="test")
-            acknowledged, killed, respawned = _run_and_kill(key)
-            with schema_context("durable"), connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT request_id::text FROM inference_log_g{group.pk}"
-                )
-                logged = {row[0] for row in cursor.fetchall()}
+
+            def logged() -> set[str]:
+                with schema_context("durable"), connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SELECT request_id::text FROM inference_log_g{group.pk}"
+                    )
+                    return {row[0] for row in cursor.fetchall()}
+
+            acknowledged, killed, respawned = _run_and_kill(key, mode, tmp_path, logged)
+            stored = logged()
         finally:
             tenant_delete(slug="durable")
     assert killed and respawned and not set(killed) & set(respawned)
     assert len(acknowledged) >= 40  # traffic before and after the kill
-    assert acknowledged <= logged, f"lost: {sorted(acknowledged - logged)[:5]}"
+    assert acknowledged <= stored, f"lost: {sorted(acknowledged - stored)[:5]}"
+    # Every file was drained and removed: the killed worker's by a worker that
+    # adopted it, the others' at their exit.
+    assert not list(tmp_path.glob("*.spool")) and not (tmp_path / "rejected").exists()
 
 
-def _run_and_kill(key: str) -> tuple[set[str], list[int], list[int]]:
+def _run_and_kill(
+    key: str, mode: str, spool_dir: Path, logged: Callable[[], set[str]]
+) -> tuple[set[str], list[int], list[int]]:
     db = connection.settings_dict
     port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
+        "INFERENCE_LOG_MODE": mode,
+        "INFERENCE_SPOOL_DIR": str(spool_dir),
+        "INFERENCE_SPOOL_ADOPT_SECONDS": "0.5",
     }
     server = start_detached(gunicorn_command(port), env)
     acknowledged: set[str] = set()
@@ -106,6 +123,12 @@ def _run_and_kill(key: str) -> tuple[set[str], list[int], list[int]]:
         killed = [worker.pid for worker in psutil.Process(server.pid).children()]
         for pid in killed:
             os.kill(pid, signal.SIGKILL)  # mid-traffic, no goodbye
+        orphans = [
+            path
+            for path in spool_dir.glob("*.spool")
+            if any(f".{pid}." in path.name for pid in killed)
+        ]
+        assert bool(orphans) == (mode == "spool")  # the killed worker's own file
         before = len(acknowledged)
         while len(acknowledged) < before + 20 and time.monotonic() < deadline:
             time.sleep(0.05)  # the master starts a new worker; traffic resumes
@@ -113,6 +136,9 @@ def _run_and_kill(key: str) -> tuple[set[str], list[int], list[int]]:
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
+        if mode == "spool":  # the new worker adopts the killed one's file
+            while not acknowledged <= logged() and time.monotonic() < deadline:
+                time.sleep(0.1)
     finally:
         stop.set()
         os.killpg(server.pid, signal.SIGTERM)

@@ -1,0 +1,480 @@
+"""The inference log's spool: `INFERENCE_LOG_MODE = "spool"`.
+
+In this mode a prediction's log row is appended to a file of the web process's own
+(one `write()` of one line, COPY text format) before the answer is sent, and a thread
+of the same process copies the file into the group tables in batches (one `COPY` per
+table per batch, every `INFERENCE_SPOOL_LINGER_MS` or sooner under load). The request
+no longer waits for PostgreSQL; the rows reach their tables a few milliseconds later.
+
+Durability, as `docs/serving.md` states it:
+
+- A killed web process loses nothing: a completed `write()` is in the kernel, not in
+  the process. Its file is *adopted* and replayed by another process of the host (any
+  process that logs through the spool, within `INFERENCE_SPOOL_ADOPT_SECONDS`, or the
+  `drain_inference_spool` command).
+- Replays never write a row twice: the group tables' key is (request_id, ts), a batch
+  that meets a row already there is re-sent through `INSERT ... ON CONFLICT DO
+  NOTHING`. The file records how far it was drained (`<file>.offset`), so a replay
+  starts at most one batch early.
+- A line PostgreSQL refuses (its group or tenant was deleted, or a value it cannot
+  store) is moved to `rejected/` beside the spool with the reason, never dropped; the
+  other rows of its batch are written.
+- PostgreSQL being down delays the rows, it does not lose them: the drainer retries
+  with a back-off and the file keeps growing meanwhile.
+- Not covered: losing the host's disk, or the machine crashing before the kernel wrote
+  the page out (the file is not fsync'ed per request; the default direct mode's
+  `synchronous_commit = off` has the same kind of window).
+
+Ownership: a process creates its file under a temporary name, takes an exclusive
+`flock` on it and only then gives it its `.spool` name; an adopter takes the lock of a
+`.spool` file without waiting, so it only ever gets files whose process is gone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from psycopg import errors, sql
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".spool"
+_ESCAPES = str.maketrans(
+    {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\ufffd"}
+)
+BATCH_BYTES = 8 * 1024 * 1024
+ROTATE_BYTES = 64 * 1024 * 1024
+
+
+def copy_text(value: Any) -> str:
+    """One value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def encode_line(schema: str, group_id: int, values: Sequence[Any]) -> bytes:
+    """A spool line: schema, group id, then the row's COPY text fields."""
+    fields = "\t".join([copy_text(v) for v in values])
+    return f"{schema}\t{group_id}\t{fields}\n".encode("utf-8", "replace")
+
+
+@dataclass
+class _File:
+    path: Path
+    fd: int  # holds the flock for as long as the file is ours
+    offset: int = 0  # drained (committed) up to here
+
+
+@dataclass
+class Spool:
+    """The process's spool: its own file, and the thread that drains it."""
+
+    directory: Path
+    pid: int = field(default_factory=os.getpid)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # appends, rotation
+    draining: threading.Lock = field(default_factory=threading.Lock)  # one drain
+    wake: threading.Event = field(default_factory=threading.Event)
+    own: _File | None = None
+    written: int = 0  # bytes appended to `own`
+    conn: psycopg.Connection[Any] | None = None
+    thread: threading.Thread | None = None
+    stopping: bool = False
+    last_adopt: float = 0.0
+    backoff: float = 0.0
+    explain_queued: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    # --- the request side ----------------------------------------------------------
+
+    def append(self, line: bytes) -> None:
+        """Write one line; returns once the kernel holds it. Raises OSError (disk
+        full, read-only directory): the caller logs the row directly instead."""
+        with self.lock:
+            if self.own is None:
+                self.own = self._create()
+                self.written = 0
+            start = self.written
+            try:
+                n = os.write(self.own.fd, line)
+            except OSError:
+                os.ftruncate(self.own.fd, start)
+                raise
+            if n != len(line):  # a short write: take it back, never leave half a line
+                os.ftruncate(self.own.fd, start)
+                raise OSError(f"short write to {self.own.path}")
+            self.written = start + n
+        self._ensure_thread()
+        self.wake.set()
+
+    def _create(self) -> _File:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = f"{socket.gethostname()}.{os.getpid()}.{time.time_ns()}"
+        temporary = self.directory / f"{stem}.new"
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = self.directory / f"{stem}{SUFFIX}"
+        os.rename(temporary, path)  # visible to adopters only once it is locked
+        return _File(path, fd)
+
+    def _ensure_thread(self) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            with self.lock:
+                if self.thread is None or not self.thread.is_alive():
+                    self.thread = threading.Thread(
+                        target=self._run, name="inference-spool", daemon=True
+                    )
+                    self.thread.start()
+
+    # --- the drain side ------------------------------------------------------------
+
+    def _run(self) -> None:
+        linger = settings.INFERENCE_SPOOL_LINGER_MS / 1000
+        adopt_every = settings.INFERENCE_SPOOL_ADOPT_SECONDS
+        while not self.stopping:
+            self.wake.wait(timeout=adopt_every)
+            if self.stopping:
+                break
+            self.wake.clear()
+            if linger:
+                time.sleep(linger)  # let a few more rows join the batch
+            try:
+                self.drain()
+                if time.monotonic() - self.last_adopt >= adopt_every:
+                    self.adopt()
+                self.backoff = 0.0
+            except psycopg.OperationalError as exc:
+                self._disconnect()
+                self.backoff = min(max(self.backoff * 2, 0.25), 5.0)
+                logger.warning(
+                    "inference spool: database unavailable, retrying in %.2f s: %s",
+                    self.backoff,
+                    exc,
+                )
+                time.sleep(self.backoff)
+                self.wake.set()
+            except Exception:
+                logger.exception("inference spool: drain failed")
+                time.sleep(1.0)
+                self.wake.set()
+
+    def drain(self) -> int:
+        """Copy everything this process has appended so far; returns rows written.
+        Rotates the file once it is fully drained and large."""
+        with self.draining:
+            own = self.own
+            if own is None:
+                return 0
+            total = self._drain_file(own, self.written)
+            if own.offset >= ROTATE_BYTES:
+                with self.lock:
+                    end, self.own = self.written, None
+                total += self._drain_file(own, end)
+                self._remove(own)
+            return total
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every line appended before the call is in its table (tests,
+        benchmarks and a process's exit)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            own, target = self.own, self.written
+        while own is not None and own.offset < target:
+            try:
+                self.drain()
+            except psycopg.OperationalError:
+                self._disconnect()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def adopt(self, directory: Path | None = None) -> int:
+        """Replay the files of processes that are gone; returns rows written."""
+        self.last_adopt = time.monotonic()
+        folder = directory or self.directory
+        total = 0
+        for path in sorted(folder.glob(f"*{SUFFIX}")):
+            if self.own is not None and path == self.own.path:
+                continue
+            orphan = _lock_orphan(path)
+            if orphan is None:
+                continue
+            try:
+                end = os.fstat(orphan.fd).st_size
+                total += self._drain_file(orphan, end)
+                self._remove(orphan)
+                logger.info("inference spool: replayed %s", path.name)
+            except BaseException:
+                os.close(orphan.fd)  # the lock goes with it; someone retries later
+                raise
+        return total
+
+    def _drain_file(self, spool: _File, end: int) -> int:
+        total = 0
+        while spool.offset < end:
+            size = min(end - spool.offset, BATCH_BYTES)
+            chunk = os.pread(spool.fd, size, spool.offset)
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                if size == BATCH_BYTES:  # one line larger than a batch
+                    cut = chunk.find(b"\n") + 1 or len(chunk)
+                else:  # a line still being written (only by a dead process): stop
+                    break
+            total += self._write(chunk[:cut].splitlines(keepends=True), spool)
+            spool.offset += cut
+            _record_offset(spool)
+        return total
+
+    def _write(self, lines: list[bytes], spool: _File) -> int:
+        """One transaction: a COPY per target table, each in its own savepoint."""
+        targets: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+        for line in lines:
+            schema_bytes, group_bytes, rest = line.split(b"\t", 2)
+            targets[(schema_bytes.decode(), group_bytes.decode())].append(rest)
+        conn = self._connection()
+        written = 0
+        explain: list[tuple[str, int]] = []
+        with conn.transaction():
+            for (schema, group), rows in targets.items():
+                written += self._copy(conn, schema, group, rows, spool)
+                if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
+                    explain.append((schema, int(group)))
+        for schema, group_id in explain:
+            self._explain_soon(schema, group_id)
+        return written
+
+    def _copy(
+        self,
+        conn: psycopg.Connection[Any],
+        schema: str,
+        group: str,
+        rows: list[bytes],
+        spool: _File,
+    ) -> int:
+        target = _target(schema, group)
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                _copy_into(cursor, target, rows)
+            return len(rows)
+        except errors.UniqueViolation:
+            pass  # a replay: some of these rows are in already
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            if len(rows) == 1:
+                _reject(spool, schema, group, rows, exc)
+                return 0
+            # Find the lines PostgreSQL refuses, one by one; keep the others.
+            return sum(self._copy(conn, schema, group, [row], spool) for row in rows)
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                return _insert_missing(cursor, target, rows)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            if len(rows) == 1:
+                _reject(spool, schema, group, rows, exc)
+                return 0
+            return sum(self._copy(conn, schema, group, [row], spool) for row in rows)
+
+    def _explain_soon(self, schema: str, group_id: int) -> None:
+        """Queue the background explanation pass for rows sampled for it, once they
+        are in the table (the request path does it itself in the direct mode)."""
+        from apps.groups.serving import EXPLAIN_DEBOUNCE_SECONDS
+
+        now = time.monotonic()
+        key = (schema, group_id)
+        if now - self.explain_queued.get(key, -1e9) < EXPLAIN_DEBOUNCE_SECONDS:
+            return
+        self.explain_queued[key] = now
+        from apps.core.tasks import tenant_async
+
+        try:
+            tenant_async(
+                "apps.inference.tasks.explain_pending",
+                group_id,
+                schema_name=schema,
+                on_commit=False,
+            )
+        except Exception:  # the rows stay pending; the next sampled row retries
+            logger.exception("inference spool: could not queue explanations")
+            from django.db import connection
+
+            connection.close()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed:
+            from django.db import connections
+
+            params = connections["default"].get_connection_params()
+            params.pop("cursor_factory", None)
+            params.pop("context", None)
+            self.conn = psycopg.connect(**params, autocommit=True)
+            if settings.INFERENCE_LOG_SYNCHRONOUS_COMMIT != "on":
+                self.conn.execute("SET synchronous_commit TO OFF")
+        return self.conn
+
+    def _disconnect(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+    def _remove(self, spool: _File) -> None:
+        for path in (spool.path, _offset_path(spool.path)):
+            path.unlink(missing_ok=True)
+        os.close(spool.fd)
+
+    def stop(self) -> None:
+        """At the process's exit: drain what is left; a file that cannot be drained
+        now stays for adoption."""
+        self.stopping = True
+        self.wake.set()
+        try:
+            self.flush(timeout=5.0)
+            if self.own is not None and self.own.offset >= self.written:
+                self._remove(self.own)
+                self.own = None
+        except Exception:
+            logger.warning("inference spool: left %s for replay", self.own)
+        finally:
+            self._disconnect()
+
+
+def _target(schema: str, group: str) -> sql.Composed:
+    from apps.inference.tables import table_name
+
+    return sql.Identifier(schema, table_name(int(group)))  # type: ignore[return-value]
+
+
+def _columns() -> sql.Composed:
+    from apps.inference.writer import FIELDS
+
+    return sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS)
+
+
+def _copy_into(cursor: psycopg.Cursor[Any], target: Any, rows: Iterable[bytes]) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, _columns())
+    with cursor.copy(statement) as copy:
+        copy.write(b"".join(rows))
+
+
+def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes]) -> int:
+    """Rows some of which may be in the table already: through a temporary table,
+    inserting those whose key is not there yet."""
+    columns = _columns()
+    cursor.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS spool_replay (LIKE {}) ON COMMIT DELETE ROWS"
+        ).format(target)
+    )
+    _copy_into(cursor, sql.Identifier("spool_replay"), rows)
+    cursor.execute(
+        sql.SQL(
+            "INSERT INTO {} ({}) SELECT {} FROM spool_replay "
+            "ON CONFLICT (request_id, ts) DO NOTHING"
+        ).format(target, columns, columns)
+    )
+    return cursor.rowcount
+
+
+def _reject(
+    spool: _File, schema: str, group: str, rows: list[bytes], exc: Exception
+) -> None:
+    folder = spool.path.parent / "rejected"
+    folder.mkdir(exist_ok=True)
+    reason = " ".join(str(exc).split())[:500]
+    with open(folder / spool.path.name, "ab") as out:
+        for row in rows:
+            out.write(f"# {reason}\n".encode())
+            out.write(f"{schema}\t{group}\t".encode() + row)
+    logger.error(
+        "inference spool: %d row(s) for %s.g%s refused, kept in %s: %s",
+        len(rows),
+        schema,
+        group,
+        folder / spool.path.name,
+        reason,
+    )
+
+
+def _offset_path(path: Path) -> Path:
+    return path.with_name(path.name + ".offset")
+
+
+def _record_offset(spool: _File) -> None:
+    temporary = spool.path.with_name(spool.path.name + ".offset.new")
+    temporary.write_text(str(spool.offset))
+    os.replace(temporary, _offset_path(spool.path))
+
+
+def _lock_orphan(path: Path) -> _File | None:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None  # its process is alive
+    if not path.exists():  # drained and removed by another adopter meanwhile
+        os.close(fd)
+        return None
+    try:
+        offset = int(_offset_path(path).read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        offset = 0
+    return _File(path, fd, offset)
+
+
+_spool: Spool | None = None
+_spool_lock = threading.Lock()
+
+
+def process_spool() -> Spool:
+    """This process's spool (a forked child gets a new one of its own)."""
+    global _spool
+    if _spool is None:
+        with _spool_lock:
+            if _spool is None:
+                _spool = Spool(Path(settings.INFERENCE_SPOOL_DIR))
+    return _spool
+
+
+@atexit.register
+def _at_exit() -> None:
+    if _spool is not None and _spool.pid == os.getpid():
+        _spool.stop()
+
+
+def _forget_after_fork() -> None:
+    global _spool, _spool_lock
+    if _spool is not None and _spool.own is not None:
+        os.close(_spool.own.fd)  # the parent's lock stays the parent's
+    _spool, _spool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

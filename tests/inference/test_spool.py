@@ -1,0 +1,245 @@
+"""The spool mode of the inference log (apps/inference/spool.py): rows reach their
+tables exactly as the direct mode writes them, a dead process's file is replayed once,
+and a row PostgreSQL refuses is kept aside, never dropped with its batch.
+
+The drain uses a connection of its own, so these tests work in a committed tenant of
+their own instead of the test's transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django_tenants.utils import schema_context
+
+from apps.core.context import new_request_id
+from apps.inference import spool as spool_module
+from apps.inference.spool import Spool, copy_text, encode_line
+from apps.inference.writer import FIELDS, feedback_write, log_write, row_values
+from apps.tenants.demo import seed_demo_content
+from apps.tenants.services import tenant_create, tenant_delete
+
+SCHEMA = "spooled"
+
+
+@pytest.fixture(scope="module")
+def group(django_db_setup, django_db_blocker, trained):  # type: ignore[no-untyped-def]
+    with django_db_blocker.unblock():
+        tenant_create(
+            slug=SCHEMA, name="Spooled", admin_email="a@spooled.test", domains=[]
+        )
+        try:
+            with schema_context(SCHEMA):
+                yield seed_demo_content(actor="test")
+        finally:
+            tenant_delete(slug=SCHEMA)
+
+
+@pytest.fixture
+def spool(tmp_path: Path, settings, django_db_blocker) -> Iterator[Spool]:  # type: ignore[no-untyped-def]
+    settings.INFERENCE_LOG_MODE = "spool"
+    settings.INFERENCE_SPOOL_LINGER_MS = 0
+    own = Spool(tmp_path)
+    spool_module._spool = own
+    with django_db_blocker.unblock():
+        yield own
+        own.stop()
+    spool_module._spool = None
+
+
+def _row(group: Any, **fields: Any) -> dict[str, Any]:
+    member = group.members.first()
+    return {
+        "request_id": new_request_id(),
+        "member_id": member.pk,
+        "version_id": member.version_id,
+        "status": "ok",
+        "latency_ms": 1.5,
+        **fields,
+    }
+
+
+def _stored(group: Any, request_ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    columns = ", ".join(f for f in FIELDS if f != "request_id")
+    with schema_context(SCHEMA), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT request_id::text, {columns} FROM inference_log_g{group.pk} "
+            "WHERE request_id = ANY(%s::uuid[])",
+            [request_ids],
+        )
+        return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+TRICKY = {
+    "prompt": 'tab\there, newline\nthere, back\\slash, "quotes", NUL\x00, ünï ✓ 日本',
+    "nested": {"list": [1, 2.5, None, True, "x"], "empty": {}},
+    "big": 12345678901234567890,
+    "nan": float("nan"),
+}
+
+
+def test_a_spooled_row_is_stored_as_the_direct_mode_stores_it(
+    group, spool, settings, django_db_blocker
+):
+    fields = {
+        "input": TRICKY,
+        "output": {"text": "line\r\nend\\", "score": 0.25},
+        "routing_key": "key\twith\\odd\nchars",
+        "error_code": None,
+        "error_message": "NUL \x00 here",
+        "explanation": {"values": [0.1, -0.2], "base": 0.5},
+        "client_request_id": None,
+        "shadow": True,
+    }
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        spooled_row = _row(group, **fields)
+        assert log_write(group.pk, spooled_row) is True
+        settings.INFERENCE_LOG_MODE = "direct"
+        direct_row = _row(group, **fields)
+        assert log_write(group.pk, direct_row) is False
+        spool.flush()
+        stored = _stored(group, [spooled_row["request_id"], direct_row["request_id"]])
+
+    assert len(stored) == 2
+    spooled, direct = (
+        stored[spooled_row["request_id"]],
+        stored[direct_row["request_id"]],
+    )
+    ts = FIELDS.index("ts") - 1
+    assert spooled[:ts] + spooled[ts + 1 :] == direct[:ts] + direct[ts + 1 :]
+    assert json.loads(spooled[FIELDS.index("input") - 1])["nan"] == "NaN"
+    assert spooled[FIELDS.index("routing_key") - 1] == "key\twith\\odd\nchars"
+    assert spooled[FIELDS.index("error_message") - 1] == "NUL \ufffd here"
+
+
+def test_a_dead_processs_file_is_replayed_once(group, spool, django_db_blocker):
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        rows = [_row(group, input={"n": n}) for n in range(5)]
+        lines = [encode_line(SCHEMA, group.pk, row_values(row)) for row in rows]
+        # A process that died after writing its file and committing the first two
+        # rows, before it recorded how far it had drained.
+        orphan = spool.directory / f"gone.1.1{spool_module.SUFFIX}"
+        orphan.write_bytes(b"".join(lines))
+        first = Spool(spool.directory)
+        first_file = spool_module._lock_orphan(orphan)
+        assert first_file is not None
+        first._write(lines[:2], first_file)
+        os.close(first_file.fd)  # it dies: the lock goes, the offset file never came
+
+        replayed = spool.adopt()
+        stored = _stored(group, [row["request_id"] for row in rows])
+
+    assert replayed == 3  # the three missing rows; the two already in stay single
+    assert sorted(
+        json.loads(v[FIELDS.index("input") - 1])["n"] for v in stored.values()
+    ) == [0, 1, 2, 3, 4]
+    assert not orphan.exists() and not Path(f"{orphan}.offset").exists()
+
+
+def test_a_live_processs_file_is_left_alone(group, spool, django_db_blocker):
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        other = Spool(spool.directory)
+        row = _row(group)
+        other.append(encode_line(SCHEMA, group.pk, row_values(row)))
+        other.stopping = True  # its drain thread ends without draining
+
+        assert spool.adopt() == 0
+        assert other.own is not None and other.own.path.exists()
+        assert _stored(group, [row["request_id"]]) == {}
+
+        other.flush()
+        assert list(_stored(group, [row["request_id"]])) == [row["request_id"]]
+
+
+def test_a_row_postgresql_refuses_is_kept_aside_and_its_batch_written(
+    group, spool, django_db_blocker
+):
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        good = [_row(group) for _ in range(3)]
+        lines = [encode_line(SCHEMA, group.pk, row_values(row)) for row in good]
+        lines.insert(
+            1, encode_line(SCHEMA, 999999, row_values(_row(group)))
+        )  # no table
+        bad_json = row_values(_row(group))
+        bad_json[FIELDS.index("input")] = '{"lone": "\\ud800"}'  # jsonb refuses it
+        lines.insert(3, encode_line(SCHEMA, group.pk, bad_json))
+        for line in lines:
+            spool.append(line)
+        spool.flush()
+        stored = _stored(group, [row["request_id"] for row in good])
+
+    assert len(stored) == 3
+    rejected = (spool.directory / "rejected" / spool.own.path.name).read_text()
+    assert rejected.count("# ") == 2
+    assert "inference_log_g999999" in rejected and "\\\\ud800" in rejected
+
+
+def test_feedback_waits_briefly_for_a_row_still_in_the_spool(
+    group, spool, settings, django_db_blocker
+):
+    settings.INFERENCE_SPOOL_LINGER_MS = 300  # the drain is slower than the feedback
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        row = _row(group)
+        log_write(group.pk, row)
+        result = feedback_write(
+            group.pk, [{"request_id": row["request_id"], "label": 1}]
+        )
+        old = feedback_write(
+            group.pk,
+            [{"request_id": "0190a8c2-7a1e-7cc2-9a64-1a2b3c4d5e6f", "label": 1}],
+        )
+
+    assert result["updated"] == 1 and result["unknown"] == []
+    assert old["unknown"] == ["0190a8c2-7a1e-7cc2-9a64-1a2b3c4d5e6f"]  # not waited for
+
+
+def test_sampled_rows_queue_their_explanations_once_in_the_table(
+    group, spool, django_db_blocker, monkeypatch
+):
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(
+        "apps.core.tasks.tenant_async",
+        lambda *args, **kwargs: queued.append((*args, kwargs["schema_name"])),
+    )
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        log_write(group.pk, _row(group))
+        spool.flush()
+        assert queued == []
+        log_write(group.pk, _row(group, explain_requested=True))
+        spool.flush()
+
+    assert queued == [("apps.inference.tasks.explain_pending", group.pk, SCHEMA)]
+
+
+def test_the_command_replays_what_dead_processes_left(group, spool, django_db_blocker):
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        rows = [_row(group) for _ in range(3)]
+        orphan = spool.directory / f"gone.2.2{spool_module.SUFFIX}"
+        orphan.write_bytes(
+            b"".join(encode_line(SCHEMA, group.pk, row_values(row)) for row in rows)
+        )
+        out, err = StringIO(), StringIO()
+        call_command(
+            "drain_inference_spool", dir=str(spool.directory), stdout=out, stderr=err
+        )
+        stored = _stored(group, [row["request_id"] for row in rows])
+
+    assert len(stored) == 3 and not orphan.exists()
+    assert out.getvalue() == "replayed 3 row(s); 0 file(s) of live processes\n"
+    assert err.getvalue() == ""
+
+
+def test_copy_text_escapes():
+    assert copy_text(None) == "\\N"
+    assert (copy_text(True), copy_text(False)) == ("t", "f")
+    assert copy_text("a\tb\nc\\d\re\x00") == "a\\tb\\nc\\\\d\\re\ufffd"
+    when = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+    assert copy_text(when) == "2026-01-02T03:04:05.600000+00:00"
