@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, time, timedelta
+from time import sleep
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -35,7 +36,7 @@ from apps.core.db import analytics_alias, assert_tenant_schema
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.inference.tables import table_name
 from apps.inference.writer import FIELDS as WRITTEN_FIELDS
-from apps.inference.writer import uuid7_time
+from apps.inference.writer import still_spooling, uuid7_time
 
 DEFAULT_WINDOW = timedelta(days=7)
 DEFAULT_LIMIT = 50
@@ -528,7 +529,8 @@ def _parse_request_id(request_id: str) -> uuid.UUID | None:
 
 def inference_get(*, group: Any, request_id: str) -> dict[str, Any]:
     """One row with its payloads and explanation. A UUIDv7 names its own time, so
-    the lookup touches one partition. NotFoundError (404) otherwise."""
+    the lookup touches one partition, and a row that may still be in the spool is
+    looked for again for a moment. NotFoundError (404) otherwise."""
     missing = NotFoundError(f"No inference '{request_id}' in group '{group.slug}'.")
     rid = _parse_request_id(request_id)
     if rid is None or not has_log(group):
@@ -540,10 +542,14 @@ def inference_get(*, group: Any, request_id: str) -> dict[str, Any]:
         # A small window, not equality: pruning still picks one (or two) partitions.
         where = sql.SQL("request_id = %s AND ts >= %s AND ts < %s")
         params += [moment - timedelta(seconds=1), moment + timedelta(seconds=1)]
-    rows = _select(assert_tenant_schema(), group.pk, COLUMNS, where, params, 1)
-    if not rows:
-        raise missing
-    return rows[0]
+    schema = assert_tenant_schema()
+    while True:
+        rows = _select(schema, group.pk, COLUMNS, where, params, 1)
+        if rows:
+            return rows[0]
+        if moment is None or not still_spooling(moment):
+            raise missing
+        sleep(0.02)  # a spooled row is in its table within milliseconds
 
 
 def inference_related(

@@ -53,9 +53,7 @@ from psycopg import errors, sql
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
-_ESCAPES = str.maketrans(
-    {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\ufffd"}
-)
+_CONTROLS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\ufffd"})
 BATCH_BYTES = 8 * 1024 * 1024
 ROTATE_BYTES = 64 * 1024 * 1024
 
@@ -69,7 +67,12 @@ def copy_text(value: Any) -> str:
     if value is False:
         return "f"
     if isinstance(value, str):
-        return value.translate(_ESCAPES)
+        # `in` is a memchr; JSON text from the writer has backslashes at most.
+        if "\\" in value:
+            value = value.replace("\\", "\\\\")
+        if "\n" in value or "\t" in value or "\r" in value or "\x00" in value:
+            value = value.translate(_CONTROLS)
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
@@ -77,7 +80,7 @@ def copy_text(value: Any) -> str:
 
 def encode_line(schema: str, group_id: int, values: Sequence[Any]) -> bytes:
     """A spool line: schema, group id, then the row's COPY text fields."""
-    fields = "\t".join([copy_text(v) for v in values])
+    fields = "\t".join(map(copy_text, values))
     return f"{schema}\t{group_id}\t{fields}\n".encode("utf-8", "replace")
 
 
@@ -86,6 +89,22 @@ class _File:
     path: Path
     fd: int  # holds the flock for as long as the file is ours
     offset: int = 0  # drained (committed) up to here
+    offset_fd: int | None = None  # <path>.offset, kept open
+
+    def record_offset(self) -> None:
+        """Remember how far the file is drained, for a replay after a crash. A torn
+        or lost record only makes the replay start earlier, which writes no row
+        twice."""
+        if self.offset_fd is None:
+            self.offset_fd = os.open(
+                _offset_path(self.path), os.O_RDWR | os.O_CREAT, 0o600
+            )
+        os.pwrite(self.offset_fd, b"%20d" % self.offset, 0)
+
+    def close(self) -> None:
+        if self.offset_fd is not None:
+            os.close(self.offset_fd)
+        os.close(self.fd)
 
 
 @dataclass
@@ -226,7 +245,7 @@ class Spool:
                 self._remove(orphan)
                 logger.info("inference spool: replayed %s", path.name)
             except BaseException:
-                os.close(orphan.fd)  # the lock goes with it; someone retries later
+                orphan.close()  # the lock goes with it; someone retries later
                 raise
         return total
 
@@ -243,11 +262,13 @@ class Spool:
                     break
             total += self._write(chunk[:cut].splitlines(keepends=True), spool)
             spool.offset += cut
-            _record_offset(spool)
+            spool.record_offset()
         return total
 
     def _write(self, lines: list[bytes], spool: _File) -> int:
-        """One transaction: a COPY per target table, each in its own savepoint."""
+        """A COPY per target table, each its own transaction (the connection is in
+        autocommit): one statement, two round trips. A replay makes a partial
+        success harmless."""
         targets: dict[tuple[str, str], list[bytes]] = defaultdict(list)
         for line in lines:
             schema_bytes, group_bytes, rest = line.split(b"\t", 2)
@@ -255,11 +276,10 @@ class Spool:
         conn = self._connection()
         written = 0
         explain: list[tuple[str, int]] = []
-        with conn.transaction():
-            for (schema, group), rows in targets.items():
-                written += self._copy(conn, schema, group, rows, spool)
-                if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
-                    explain.append((schema, int(group)))
+        for (schema, group), rows in targets.items():
+            written += self._copy(conn, schema, group, rows, spool)
+            if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
+                explain.append((schema, int(group)))
         for schema, group_id in explain:
             self._explain_soon(schema, group_id)
         return written
@@ -274,7 +294,7 @@ class Spool:
     ) -> int:
         target = _target(schema, group)
         try:
-            with conn.transaction(), conn.cursor() as cursor:
+            with conn.cursor() as cursor:  # autocommit: the COPY is its transaction
                 _copy_into(cursor, target, rows)
             return len(rows)
         except errors.UniqueViolation:
@@ -345,7 +365,7 @@ class Spool:
     def _remove(self, spool: _File) -> None:
         for path in (spool.path, _offset_path(spool.path)):
             path.unlink(missing_ok=True)
-        os.close(spool.fd)
+        spool.close()
 
     def stop(self) -> None:
         """At the process's exit: drain what is left; a file that cannot be drained
@@ -424,12 +444,6 @@ def _offset_path(path: Path) -> Path:
     return path.with_name(path.name + ".offset")
 
 
-def _record_offset(spool: _File) -> None:
-    temporary = spool.path.with_name(spool.path.name + ".offset.new")
-    temporary.write_text(str(spool.offset))
-    os.replace(temporary, _offset_path(spool.path))
-
-
 def _lock_orphan(path: Path) -> _File | None:
     try:
         fd = os.open(path, os.O_RDWR)
@@ -444,7 +458,7 @@ def _lock_orphan(path: Path) -> _File | None:
         os.close(fd)
         return None
     try:
-        offset = int(_offset_path(path).read_text() or 0)
+        offset = int(_offset_path(path).read_bytes().strip() or 0)
     except (FileNotFoundError, ValueError):
         offset = 0
     return _File(path, fd, offset)
@@ -473,7 +487,7 @@ def _at_exit() -> None:
 def _forget_after_fork() -> None:
     global _spool, _spool_lock
     if _spool is not None and _spool.own is not None:
-        os.close(_spool.own.fd)  # the parent's lock stays the parent's
+        _spool.own.close()  # the parent's lock stays the parent's
     _spool, _spool_lock = None, threading.Lock()
 
 

@@ -8,7 +8,6 @@ their own instead of the test's transaction."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from io import StringIO
@@ -132,7 +131,7 @@ def test_a_dead_processs_file_is_replayed_once(group, spool, django_db_blocker):
         first_file = spool_module._lock_orphan(orphan)
         assert first_file is not None
         first._write(lines[:2], first_file)
-        os.close(first_file.fd)  # it dies: the lock goes, the offset file never came
+        first_file.close()  # it dies: the lock goes, the offset file never came
 
         replayed = spool.adopt()
         stored = _stored(group, [row["request_id"] for row in rows])
