@@ -336,7 +336,9 @@ if INFERENCE_LOG_MODE not in ("direct", "spool"):
     raise ImproperlyConfigured(
         f'INFERENCE_LOG_MODE must be "direct" or "spool", not {INFERENCE_LOG_MODE!r}'
     )
-INFERENCE_SPOOL_DIR = env("INFERENCE_SPOOL_DIR", default=str(BASE_DIR / "var" / "spool"))
+INFERENCE_SPOOL_DIR = env(
+    "INFERENCE_SPOOL_DIR", default=str(BASE_DIR / "var" / "spool")
+)
 # The drain waits this long after a row arrives, so that a batch gathers several.
 INFERENCE_SPOOL_LINGER_MS = env.float("INFERENCE_SPOOL_LINGER_MS", default=25.0)
 # Files of processes that are gone are looked for (and replayed) this often.
