@@ -36,6 +36,7 @@ import atexit
 import fcntl
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -55,6 +56,8 @@ logger = logging.getLogger(__name__)
 SUFFIX = ".spool"
 _CONTROLS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\ufffd"})
 BATCH_BYTES = 8 * 1024 * 1024
+# A backlog at least this large is drained at once, without waiting for more rows.
+BUSY_BYTES = 64 * 1024
 ROTATE_BYTES = 64 * 1024 * 1024
 
 
@@ -79,9 +82,20 @@ def copy_text(value: Any) -> str:
 
 
 def encode_line(schema: str, group_id: int, values: Sequence[Any]) -> bytes:
-    """A spool line: schema, group id, then the row's COPY text fields."""
-    fields = "\t".join(map(copy_text, values))
-    return f"{schema}\t{group_id}\t{fields}\n".encode("utf-8", "replace")
+    """A spool line: schema, group id, then the row's COPY text fields (copy_text,
+    with its commonest cases inline: this runs once per prediction)."""
+    parts = [schema, str(group_id)]
+    for value in values:
+        if value is None:
+            parts.append("\\N")
+        elif value.__class__ is str and not _SPECIAL.search(value):
+            parts.append(value)
+        else:
+            parts.append(copy_text(value))
+    return ("\t".join(parts) + "\n").encode("utf-8", "replace")
+
+
+_SPECIAL = re.compile(r"[\\\n\r\t\x00]")
 
 
 @dataclass
@@ -144,8 +158,11 @@ class Spool:
                 os.ftruncate(self.own.fd, start)
                 raise OSError(f"short write to {self.own.path}")
             self.written = start + n
-        self._ensure_thread()
-        self.wake.set()
+        thread = self.thread
+        if thread is None or not thread.is_alive():
+            self._ensure_thread()
+        if not self.wake.is_set():
+            self.wake.set()
 
     def _create(self) -> _File:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -176,7 +193,7 @@ class Spool:
             if self.stopping:
                 break
             self.wake.clear()
-            if linger:
+            if linger and self._pending() < BUSY_BYTES:
                 time.sleep(linger)  # let a few more rows join the batch
             try:
                 self.drain()
@@ -197,6 +214,10 @@ class Spool:
                 logger.exception("inference spool: drain failed")
                 time.sleep(1.0)
                 self.wake.set()
+
+    def _pending(self) -> int:
+        own = self.own
+        return 0 if own is None else self.written - own.offset
 
     def drain(self) -> int:
         """Copy everything this process has appended so far; returns rows written.
