@@ -163,7 +163,8 @@ def http_observe(request: HttpRequest, response: HttpResponse, seconds: float) -
 
 
 class DatabaseCollector:
-    """Queue depth and task outcomes (public schema), and per tenant: jobs by state,
+    """This host's inference log spool (spool mode), queue depth and task outcomes
+    (public schema), and per tenant: jobs by state,
     provider circuit breakers, partitions ahead and default-partition rows. One query
     per family across every tenant schema (UNION ALL over the schemas that have the
     table), so the cost does not grow in round trips with the tenant count."""
@@ -172,6 +173,7 @@ class DatabaseCollector:
         self.tenant = tenant
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._spool()
         for family in (self._queue, self._jobs, self._breakers, self._partitions):
             try:
                 yield from family()
@@ -205,6 +207,38 @@ class DatabaseCollector:
         with connection.cursor() as cursor:
             cursor.execute(sql.SQL(" UNION ALL ").join(parts))  # type: ignore[arg-type]
             return list(cursor.fetchall())
+
+    def _spool(self) -> Iterator[Metric]:
+        """This host's inference log spool (spool mode): it mixes tenants, so only
+        the operator's scrape sees it."""
+        if self.tenant or settings.INFERENCE_LOG_MODE != "spool":
+            return
+        from pathlib import Path
+
+        from apps.inference.spool import backlog
+
+        state = backlog(Path(settings.INFERENCE_SPOOL_DIR))
+        for name, help_text, value in (
+            (
+                "modelhub_inference_spool_files",
+                "Spool files on this host: one per live web process, and those of "
+                "processes that are gone until they are replayed.",
+                state.files,
+            ),
+            (
+                "modelhub_inference_spool_backlog_bytes",
+                "Log rows written to this host's spool and not yet in their tables.",
+                state.pending_bytes,
+            ),
+            (
+                "modelhub_inference_spool_refused_rows",
+                "Log rows PostgreSQL refused, kept in the spool's rejected/ folder.",
+                state.refused_rows,
+            ),
+        ):
+            family = GaugeMetricFamily(name, help_text)
+            family.add_metric([], value)
+            yield family
 
     def _queue(self) -> Iterator[Metric]:
         if self.tenant:

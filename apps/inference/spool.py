@@ -478,11 +478,39 @@ def _lock_orphan(path: Path) -> _File | None:
     if not path.exists():  # drained and removed by another adopter meanwhile
         os.close(fd)
         return None
+    return _File(path, fd, _read_offset(path))
+
+
+def _read_offset(path: Path) -> int:
+    """How far a spool file was drained, as last recorded (0: never, or unreadable,
+    which only makes a replay start earlier)."""
     try:
-        offset = int(_offset_path(path).read_bytes().strip() or 0)
+        return int(_offset_path(path).read_bytes().strip() or 0)
     except (FileNotFoundError, ValueError):
-        offset = 0
-    return _File(path, fd, offset)
+        return 0
+
+
+@dataclass
+class Backlog:
+    files: int  # spool files, of live processes or waiting for adoption
+    pending_bytes: int  # written to them but not yet drained
+    refused_rows: int  # kept in rejected/
+
+
+def backlog(directory: Path) -> Backlog:
+    """What the spool directory holds right now (for /metrics and the command)."""
+    files = pending = refused = 0
+    for path in directory.glob(f"*{SUFFIX}"):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:  # drained and removed meanwhile
+            continue
+        files += 1
+        pending += max(size - _read_offset(path), 0)
+    for path in (directory / "rejected").glob(f"*{SUFFIX}"):
+        with open(path, "rb") as lines:
+            refused += sum(1 for line in lines if line.startswith(b"# "))
+    return Backlog(files, pending, refused)
 
 
 _spool: Spool | None = None

@@ -242,3 +242,33 @@ def test_copy_text_escapes():
     assert copy_text("a\tb\nc\\d\re\x00") == "a\\tb\\nc\\\\d\\re\ufffd"
     when = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
     assert copy_text(when) == "2026-01-02T03:04:05.600000+00:00"
+
+
+def test_metrics_show_this_hosts_backlog_to_the_operator_only(
+    group, spool, settings, django_db_blocker
+):
+    from apps.core.metrics import DatabaseCollector
+
+    settings.INFERENCE_SPOOL_DIR = str(spool.directory)
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        lines = [
+            encode_line(SCHEMA, group.pk, row_values(_row(group))) for _ in range(2)
+        ]
+    (spool.directory / f"gone.3.3{spool_module.SUFFIX}").write_bytes(b"".join(lines))
+    (spool.directory / "rejected").mkdir()
+    (spool.directory / "rejected" / f"gone.4.4{spool_module.SUFFIX}").write_bytes(
+        b"# relation does not exist\n" + lines[0]
+    )
+
+    def gauges(tenant: str | None) -> dict[str, float]:
+        return {
+            family.name: family.samples[0].value
+            for family in DatabaseCollector(tenant)._spool()
+        }
+
+    assert gauges(None) == {
+        "modelhub_inference_spool_files": 1,
+        "modelhub_inference_spool_backlog_bytes": len(b"".join(lines)),
+        "modelhub_inference_spool_refused_rows": 1,
+    }
+    assert gauges(SCHEMA) == {}  # a tenant's scrape: the spool mixes tenants

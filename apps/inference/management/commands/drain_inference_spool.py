@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.inference.spool import SUFFIX, Spool
+from apps.inference.spool import Spool, backlog
 
 
 class Command(BaseCommand):
@@ -28,12 +28,11 @@ class Command(BaseCommand):
             rows = spool.adopt()
         finally:
             spool.stop()
-        live = sorted(path.name for path in directory.glob(f"*{SUFFIX}"))
-        rejected = sorted((directory / "rejected").glob(f"*{SUFFIX}"))
+        left = backlog(directory)
         self.stdout.write(
-            f"replayed {rows} row(s); {len(live)} file(s) of live processes"
+            f"replayed {rows} row(s); {left.files} file(s) of live processes"
         )
-        for path in rejected:
-            lines = path.read_text(errors="replace").splitlines()
-            refused = sum(1 for line in lines if line.startswith("# "))
-            self.stderr.write(f"{refused} refused row(s) kept in {path}")
+        if left.refused_rows:
+            self.stderr.write(
+                f"{left.refused_rows} refused row(s) kept in {directory / 'rejected'}"
+            )
