@@ -116,6 +116,19 @@ def pre_fork(server: Any, worker: Any) -> None:
     gc.freeze()
 
 
+def post_worker_init(worker: Any) -> None:
+    """In each worker, once it is up: in the spool log mode, start the spool's drain
+    now rather than at the first prediction, so that the files of processes that are
+    gone (a crash, a kill -9, a restart of the host) are replayed within
+    INFERENCE_SPOOL_ADOPT_SECONDS even while no prediction comes in."""
+    from django.conf import settings
+
+    if settings.INFERENCE_LOG_MODE == "spool":
+        from apps.inference.spool import process_spool
+
+        process_spool().start()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """A worker died or was recycled: its live gauges no longer count (its counters
     stay summed, as Prometheus expects of a counter)."""

@@ -174,6 +174,11 @@ class Spool:
         os.rename(temporary, path)  # visible to adopters only once it is locked
         return _File(path, fd)
 
+    def start(self) -> None:
+        """Start the drain (and the replay of dead processes' files) before the
+        first row: a web worker does it as it starts."""
+        self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         if self.thread is None or not self.thread.is_alive():
             with self.lock:

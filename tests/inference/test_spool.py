@@ -8,6 +8,7 @@ their own instead of the test's transaction."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from io import StringIO
@@ -272,3 +273,20 @@ def test_metrics_show_this_hosts_backlog_to_the_operator_only(
         "modelhub_inference_spool_refused_rows": 1,
     }
     assert gauges(SCHEMA) == {}  # a tenant's scrape: the spool mixes tenants
+
+
+def test_a_started_spool_replays_orphans_without_any_row_of_its_own(
+    group, spool, settings, django_db_blocker
+):
+    settings.INFERENCE_SPOOL_ADOPT_SECONDS = 0.1  # gunicorn workers start it at boot
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        row = _row(group)
+        orphan = spool.directory / f"gone.5.5{spool_module.SUFFIX}"
+        orphan.write_bytes(encode_line(SCHEMA, group.pk, row_values(row)))
+        spool.start()
+        deadline = time.monotonic() + 10
+        while orphan.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored = _stored(group, [row["request_id"]])
+
+    assert list(stored) == [row["request_id"]] and not orphan.exists()
