@@ -117,14 +117,28 @@ def counted_log_write(group_id: int, row: dict[str, Any]) -> bool:
     except Exception:
         LOG_ROWS.labels(tenant, group, "failed").inc()
         raise
-    LOG_ROWS.labels(tenant, group, "written").inc()
     member, role = str(row.get("member_id") or ""), str(row.get("role") or "")
-    PREDICTIONS.labels(tenant, group, member, role, str(row.get("status", ""))).inc()
+    written, predictions, latency = _row_series(
+        tenant, group, member, role, str(row.get("status", ""))
+    )
+    written.inc()
+    predictions.inc()
     if row.get("latency_ms") is not None:
-        PREDICTION_LATENCY.labels(tenant, group, member, role).observe(
-            float(row["latency_ms"]) / 1000
-        )
+        latency.observe(float(row["latency_ms"]) / 1000)
     return spooled
+
+
+@functools.lru_cache(maxsize=4096)
+def _row_series(
+    tenant: str, group: str, member: str, role: str, status: str
+) -> tuple[Any, Any, Any]:
+    """The series one logged row counts in (prometheus-client's `labels()` takes a
+    lock and builds its key on every call; this runs once per prediction)."""
+    return (
+        LOG_ROWS.labels(tenant, group, "written"),
+        PREDICTIONS.labels(tenant, group, member, role, status),
+        PREDICTION_LATENCY.labels(tenant, group, member, role),
+    )
 
 
 def provider_call(provider: Any, outcome: str) -> None:

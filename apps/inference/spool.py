@@ -165,7 +165,8 @@ class Spool:
             self.wake.set()
 
     def _create(self) -> _File:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Rows hold the predictions' inputs and outputs: readable by this user only.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         stem = f"{socket.gethostname()}.{os.getpid()}.{time.time_ns()}"
         temporary = self.directory / f"{stem}.new"
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
@@ -450,9 +451,12 @@ def _reject(
     spool: _File, schema: str, group: str, rows: list[bytes], exc: Exception
 ) -> None:
     folder = spool.path.parent / "rejected"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
     reason = " ".join(str(exc).split())[:500]
-    with open(folder / spool.path.name, "ab") as out:
+    fd = os.open(
+        folder / spool.path.name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+    )
+    with open(fd, "ab") as out:
         for row in rows:
             out.write(f"# {reason}\n".encode())
             out.write(f"{schema}\t{group}\t".encode() + row)

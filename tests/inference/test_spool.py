@@ -177,7 +177,10 @@ def test_a_row_postgresql_refuses_is_kept_aside_and_its_batch_written(
         stored = _stored(group, [row["request_id"] for row in good])
 
     assert len(stored) == 3
-    rejected = (spool.directory / "rejected" / spool.own.path.name).read_text()
+    kept = spool.directory / "rejected" / spool.own.path.name
+    assert kept.stat().st_mode & 0o777 == 0o600  # inputs and outputs: owner only
+    assert spool.own.path.stat().st_mode & 0o777 == 0o600
+    rejected = kept.read_text()
     assert rejected.count("# ") == 2
     assert "inference_log_g999999" in rejected and "\\\\ud800" in rejected
 
