@@ -36,7 +36,7 @@ from apps.core.db import analytics_alias, assert_tenant_schema
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.inference.tables import table_name
 from apps.inference.writer import FIELDS as WRITTEN_FIELDS
-from apps.inference.writer import still_spooling, uuid7_time
+from apps.inference.writer import SPOOL_POLL_SECONDS, still_spooling, uuid7_time
 
 DEFAULT_WINDOW = timedelta(days=7)
 DEFAULT_LIMIT = 50
@@ -549,7 +549,7 @@ def inference_get(*, group: Any, request_id: str) -> dict[str, Any]:
             return rows[0]
         if moment is None or not still_spooling(moment):
             raise missing
-        sleep(0.02)  # a spooled row is in its table within milliseconds
+        sleep(SPOOL_POLL_SECONDS)  # a spooled row is in its table within milliseconds
 
 
 def inference_related(

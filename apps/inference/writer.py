@@ -228,17 +228,20 @@ def feedback_write(group_id: int, items: list[dict[str, Any]]) -> dict[str, Any]
     Each item: {"request_id", "label"? , "value"?}. Returns {"updated", "unknown"}.
 
     In the spool mode a row reaches its table a few milliseconds after its answer:
-    an id not found yet whose time (a UUIDv7 carries it) is less than
-    `SPOOL_VISIBLE_SECONDS` old is looked for again until then."""
+    ids not found yet whose time (a UUIDv7 carries it) is less than
+    `SPOOL_VISIBLE_SECONDS` old are looked for again until then, with one query per
+    round however many they are."""
     from django.utils import timezone
 
-    waiting: list[tuple[str, datetime, Jsonb]] = []
-    invalid: list[str] = []
-    updated = 0
+    table = sql.Identifier(current_schema(), table_name(group_id))
     statement = sql.SQL(
         "UPDATE {} SET feedback = %s, feedback_at = %s WHERE request_id = %s AND ts = %s"
-    ).format(sql.Identifier(current_schema(), table_name(group_id)))
-    now = timezone.now()
+    ).format(table)
+    present = sql.SQL(
+        "SELECT request_id FROM {} WHERE request_id = ANY(%s) AND ts BETWEEN %s AND %s"
+    ).format(table)
+    entries: list[tuple[str, uuid.UUID, datetime, Jsonb]] = []
+    invalid: list[str] = []
     for item in items:
         rid = str(item.get("request_id", ""))
         try:
@@ -246,27 +249,40 @@ def feedback_write(group_id: int, items: list[dict[str, Any]]) -> dict[str, Any]
         except ValueError:
             invalid.append(rid)
             continue
-        waiting.append(
-            (rid, ts, Jsonb({k: item[k] for k in ("label", "value") if k in item}))
-        )
+        truth = Jsonb({k: item[k] for k in ("label", "value") if k in item})
+        entries.append((rid, uuid.UUID(rid), ts, truth))
+    now = timezone.now()
+    updated = 0
     unknown: list[str] = []
+    waiting: list[tuple[str, uuid.UUID, datetime, Jsonb]] = []
     with connection.cursor() as cursor:
-        while waiting:
-            missing = []
-            for rid, ts, truth in waiting:
-                cursor.execute(statement, [truth, now, rid, ts])  # type: ignore[list-item]
+        while entries:
+            for entry in entries:
+                rid, uid, ts, truth = entry
+                cursor.execute(statement, [truth, now, uid, ts])  # type: ignore[list-item]
                 if cursor.rowcount:
                     updated += cursor.rowcount
-                else:
-                    missing.append((rid, ts, truth))
-            waiting = []
-            for entry in missing:
-                if still_spooling(entry[1]):
+                elif still_spooling(ts):
                     waiting.append(entry)
                 else:
-                    unknown.append(entry[0])
-            if waiting:
-                time.sleep(0.02)
+                    unknown.append(rid)
+            entries = []
+            while waiting and not entries:
+                time.sleep(SPOOL_POLL_SECONDS)
+                times = [ts for _, _, ts, _ in waiting]
+                cursor.execute(
+                    present, [[uid for _, uid, _, _ in waiting], min(times), max(times)]
+                )
+                arrived = {row[0] for row in cursor.fetchall()}
+                still = []
+                for entry in waiting:
+                    if entry[1] in arrived:
+                        entries.append(entry)
+                    elif still_spooling(entry[2]):
+                        still.append(entry)
+                    else:
+                        unknown.append(entry[0])
+                waiting = still
     return {"updated": updated, "unknown": unknown, "invalid": invalid}
 
 
@@ -281,4 +297,5 @@ def still_spooling(moment: datetime) -> bool:
     return -1.0 < age < SPOOL_VISIBLE_SECONDS
 
 
-SPOOL_VISIBLE_SECONDS = 3.0
+SPOOL_VISIBLE_SECONDS = 2.0
+SPOOL_POLL_SECONDS = 0.025

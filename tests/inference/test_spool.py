@@ -293,3 +293,53 @@ def test_a_started_spool_replays_orphans_without_any_row_of_its_own(
         stored = _stored(group, [row["request_id"]])
 
     assert list(stored) == [row["request_id"]] and not orphan.exists()
+
+
+def test_waiting_for_spooled_rows_costs_one_query_per_round(
+    group, spool, django_db_blocker
+):
+    """Fresh ids that never come (never logged) are waited for together: the wait
+    is bounded in time and its queries do not multiply with the batch."""
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.inference.writer import SPOOL_POLL_SECONDS, SPOOL_VISIBLE_SECONDS
+
+    ids = [new_request_id() for _ in range(20)]
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        started = time.monotonic()
+        with CaptureQueriesContext(connection) as queries:
+            report = feedback_write(
+                group.pk, [{"request_id": i, "label": 1} for i in ids]
+            )
+        took = time.monotonic() - started
+
+    assert report["unknown"] == ids and report["updated"] == 0
+    assert took < SPOOL_VISIBLE_SECONDS + 0.5
+    rounds = SPOOL_VISIBLE_SECONDS / SPOOL_POLL_SECONDS
+    assert len(queries) <= len(ids) + rounds + 5  # not len(ids) x rounds
+
+
+def test_rows_wait_in_the_file_while_postgresql_is_unreachable(
+    group, spool, django_db_blocker, monkeypatch
+):
+    import psycopg
+
+    real = Spool._connection
+    failures = {"left": 3}
+
+    def unreachable(self):  # type: ignore[no-untyped-def]
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise psycopg.OperationalError("connection refused (test)")
+        return real(self)
+
+    monkeypatch.setattr(Spool, "_connection", unreachable)
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        rows = [_row(group) for _ in range(3)]
+        for row in rows:
+            log_write(group.pk, row)  # answered at once: the database is not asked
+        spool.flush(timeout=20)
+        stored = _stored(group, [row["request_id"] for row in rows])
+
+    assert failures["left"] == 0 and len(stored) == 3
+    assert not (spool.directory / "rejected").exists()
