@@ -119,21 +119,10 @@ def main() -> None:
                     break
         return {"rows_per_s": done / (time.perf_counter() - t0)}
 
-    def run_writer() -> dict[str, float]:
+    def run_writer(mode: str = "direct") -> dict[str, float]:
         batch = rows(count)
         done = 0
-        t0 = time.perf_counter()
-        for row in batch:
-            log_write(group_id, row)
-            done += 1
-            if time.perf_counter() - t0 > seconds:
-                break
-        return {"rows_per_s": done / (time.perf_counter() - t0)}
-
-    def run_spool() -> dict[str, float]:
-        batch = rows(count)
-        done = 0
-        settings.INFERENCE_LOG_MODE = "spool"
+        settings.INFERENCE_LOG_MODE = mode
         try:
             t0 = time.perf_counter()
             for row in batch:
@@ -141,11 +130,15 @@ def main() -> None:
                 done += 1
                 if time.perf_counter() - t0 > seconds:
                     break
-            process_spool().flush()
+            if mode == "spool":  # until the last row is in the table
+                process_spool().flush()
             elapsed = time.perf_counter() - t0
         finally:
             settings.INFERENCE_LOG_MODE = "direct"
         return {"rows_per_s": done / elapsed}
+
+    def run_spool() -> dict[str, float]:
+        return run_writer("spool")
 
     with schema_context(h.TENANT):
 

@@ -321,11 +321,13 @@ class Spool:
     ) -> int:
         target = _target(schema, group)
         try:
-            with conn.cursor() as cursor:  # autocommit: the COPY is its transaction
-                _copy_into(cursor, target, rows)
-            return len(rows)
-        except errors.UniqueViolation:
-            pass  # a replay: some of these rows are in already
+            try:
+                with conn.cursor() as cursor:  # autocommit: the COPY is its transaction
+                    _copy_into(cursor, target, rows)
+                return len(rows)
+            except errors.UniqueViolation:  # a replay: some of these rows are in
+                with conn.transaction(), conn.cursor() as cursor:
+                    return _insert_missing(cursor, target, rows)
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
@@ -333,16 +335,6 @@ class Spool:
                 _reject(spool, schema, group, rows, exc)
                 return 0
             # Find the lines PostgreSQL refuses, one by one; keep the others.
-            return sum(self._copy(conn, schema, group, [row], spool) for row in rows)
-        try:
-            with conn.transaction(), conn.cursor() as cursor:
-                return _insert_missing(cursor, target, rows)
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error as exc:
-            if len(rows) == 1:
-                _reject(spool, schema, group, rows, exc)
-                return 0
             return sum(self._copy(conn, schema, group, [row], spool) for row in rows)
 
     def _explain_soon(self, schema: str, group_id: int) -> None:
