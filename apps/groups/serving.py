@@ -473,7 +473,9 @@ def predict(
         "door": door,
     }
 
-    def attempt(chosen: routing.RouteMember, rid: str) -> tuple[Any, float]:
+    def attempt(
+        chosen: routing.RouteMember, rid: str, client_id: str | None
+    ) -> tuple[Any, float]:
         version = route.versions[chosen.version_id]
         t0 = time.perf_counter()
         try:
@@ -497,6 +499,7 @@ def predict(
                 {
                     **base_row,
                     "request_id": rid,
+                    "client_request_id": client_id,
                     "member_id": chosen.member_id,
                     "version_id": chosen.version_id,
                     "role": chosen.role,
@@ -512,20 +515,25 @@ def predict(
         return outputs, (time.perf_counter() - t0) * 1000
 
     fell_back = False
+    champion = table.champion
+    can_fall_back = bool(
+        table.fallback_to_champion and member.role != "champion" and champion
+    )
     try:
-        outputs, model_ms = attempt(member, rid)
+        # A challenger that may fall back logs its failure under a fresh id that
+        # names the request's (client_request_id): the request id is then the
+        # champion's answer's.
+        first = (new_request_id(), rid) if can_fall_back else (rid, client_request_id)
+        outputs, model_ms = attempt(member, *first)
     except InvocationError as exc:
-        champion = table.champion
-        if not (table.fallback_to_champion and member.role != "champion" and champion):
+        if not can_fall_back:
             raise ApplicationError(
                 exc.message, code=exc.code, status_code=exc.status_code
             ) from exc
-        # The failed challenger keeps its own row (under a fresh id) for its error rate;
-        # the champion's answer goes out under the caller's request id.
-        base_row["client_request_id"] = client_request_id or request_id
+        assert champion is not None
         member, fell_back = champion, True
         try:
-            outputs, model_ms = attempt(member, rid)
+            outputs, model_ms = attempt(member, rid, client_request_id)
         except InvocationError as again:
             raise ApplicationError(
                 again.message, code=again.code, status_code=again.status_code

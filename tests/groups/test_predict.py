@@ -338,3 +338,70 @@ def test_a_model_answer_that_is_not_finite_is_a_logged_422(
     logged = rows[0][2]
     logged = json.loads(logged) if isinstance(logged, str) else logged
     assert {k: float(v) for k, v in logged.items()} == {"a": 1e308, "b": 1e308}
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_a_failing_challenger_falls_back_to_the_champion_and_both_rows_are_kept(
+    tenant_a, make_key, api_client
+):
+    import numpy as np
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from skops.io import dumps
+
+    from apps.groups.services import group_create, group_set_status, members_set
+    from apps.registry.uploads import version_upload
+
+    features = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    schema = [{"name": "a", "type": "number"}, {"name": "b", "type": "number"}]
+    with schema_context("alpha"):
+        versions = [
+            version_upload(
+                file=SimpleUploadedFile(
+                    f"{name}.skops", dumps(model.fit(features, [0, 2, 2]))
+                ),
+                actor="test",
+                model_name=name,
+                input_schema=schema,
+            )
+            for name, model in (
+                ("logistic", LogisticRegression()),  # probabilities stay finite
+                ("linear", LinearRegression()),  # 1e308 + 1e308: infinity
+            )
+        ]
+        group = group_create(
+            name="fallback",
+            actor="test",
+            traffic_config={"sticky": False, "fallback_to_champion": True},
+        )
+        members_set(
+            group=group,
+            members=[
+                {"version_id": versions[0].pk, "role": "champion", "weight": 0},
+                {"version_id": versions[1].pk, "role": "challenger", "weight": 100},
+            ],
+            actor="test",
+        )
+        group_set_status(group=group, status="active", actor="test")
+    _, key = make_key(tenant_a, scope="predict")
+    client = api_client(tenant_a, key=key)
+
+    response = client.post(
+        "/api/v1/groups/fallback/predict/",
+        {"inputs": {"a": 1e308, "b": 1e308}},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    request_id = response.json()["request_id"]
+    assert response.json()["served"]["role"] == "champion"
+    with schema_context("alpha"), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT request_id::text, client_request_id, role, status, error_code "
+            f"FROM inference_log_g{group.pk} ORDER BY ts, status"
+        )
+        rows = cursor.fetchall()
+    failed, answered = sorted(rows, key=lambda r: r[3])  # "error" < "ok"
+    assert answered == (request_id, None, "champion", "ok", "fallback")
+    assert failed[1:] == (request_id, "challenger", "error", "model_error")
+    assert failed[0] != request_id  # its own id, naming the request it served
