@@ -123,6 +123,8 @@ def main() -> None:
         batch = rows(count)
         done = 0
         settings.INFERENCE_LOG_MODE = mode
+        if mode == "spool":
+            process_spool().start()  # as a web worker does when it boots
         try:
             t0 = time.perf_counter()
             for row in batch:

@@ -11,6 +11,7 @@ number of queries, whatever the number of tenants.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import ipaddress
@@ -187,7 +188,8 @@ class DatabaseCollector:
         self.tenant = tenant
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._spool()
+        with contextlib.suppress(OSError):  # an unreadable spool: the rest answers
+            yield from self._spool()
         for family in (self._queue, self._jobs, self._breakers, self._partitions):
             try:
                 yield from family()

@@ -57,7 +57,10 @@ def _find_by_id(value: str) -> tuple[ModelGroup, str] | None:
             continue
         if rid is not None:
             try:
-                row = selectors.inference_get(group=group, request_id=str(rid))
+                # Not waiting for the spool in every group: only one holds it.
+                row = selectors.inference_get(
+                    group=group, request_id=str(rid), wait=False
+                )
             except NotFoundError:
                 continue
             return group, str(row["request_id"])

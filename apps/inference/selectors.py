@@ -527,10 +527,10 @@ def _parse_request_id(request_id: str) -> uuid.UUID | None:
         return None
 
 
-def inference_get(*, group: Any, request_id: str) -> dict[str, Any]:
+def inference_get(*, group: Any, request_id: str, wait: bool = True) -> dict[str, Any]:
     """One row with its payloads and explanation. A UUIDv7 names its own time, so
-    the lookup touches one partition, and a row that may still be in the spool is
-    looked for again for a moment. NotFoundError (404) otherwise."""
+    the lookup touches one partition, and (`wait`) a row that may still be in the
+    spool is looked for again for a moment. NotFoundError (404) otherwise."""
     missing = NotFoundError(f"No inference '{request_id}' in group '{group.slug}'.")
     rid = _parse_request_id(request_id)
     if rid is None or not has_log(group):
@@ -547,7 +547,7 @@ def inference_get(*, group: Any, request_id: str) -> dict[str, Any]:
         rows = _select(schema, group.pk, COLUMNS, where, params, 1)
         if rows:
             return rows[0]
-        if moment is None or not still_spooling(moment):
+        if not wait or moment is None or not still_spooling(moment):
             raise missing
         sleep(SPOOL_POLL_SECONDS)  # a spooled row is in its table within milliseconds
 

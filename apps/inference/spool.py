@@ -9,18 +9,21 @@ no longer waits for PostgreSQL; the rows reach their tables a few milliseconds l
 Durability, as `docs/serving.md` states it:
 
 - A killed web process loses nothing: a completed `write()` is in the kernel, not in
-  the process. Its file is *adopted* and replayed by another process of the host (any
-  process that logs through the spool, within `INFERENCE_SPOOL_ADOPT_SECONDS`, or the
-  `drain_inference_spool` command).
+  the process. Its file is *adopted* and replayed by another process of the host (every
+  gunicorn worker's drain looks every `INFERENCE_SPOOL_ADOPT_SECONDS`), or by the
+  `drain_inference_spool` command.
 - Replays never write a row twice: the group tables' key is (request_id, ts), a batch
   that meets a row already there is re-sent through `INSERT ... ON CONFLICT DO
   NOTHING`. The file records how far it was drained (`<file>.offset`), so a replay
   starts at most one batch early.
-- A line PostgreSQL refuses (its group or tenant was deleted, or a value it cannot
-  store) is moved to `rejected/` beside the spool with the reason, never dropped; the
-  other rows of its batch are written.
-- PostgreSQL being down delays the rows, it does not lose them: the drainer retries
-  with a back-off and the file keeps growing meanwhile.
+- A line PostgreSQL refuses (a value it cannot store, a key already taken by another
+  row), a line whose group or schema is gone or whose schema now belongs to another
+  organisation (each line names its organisation's id as well as its schema), and a
+  line that is not a spool line, is moved to `rejected/` beside the spool with the
+  reason, never dropped; the other rows of its batch are written.
+- PostgreSQL being down, read-only or refusing for any other reason than the row
+  itself delays the rows, it does not lose them: the drain retries with a back-off and
+  the file keeps growing meanwhile.
 - Not covered: losing the host's disk, or the machine crashing before the kernel wrote
   the page out (the file is not fsync'ed per request; the default direct mode's
   `synchronous_commit = off` has the same kind of window).
@@ -28,6 +31,15 @@ Durability, as `docs/serving.md` states it:
 Ownership: a process creates its file under a temporary name, takes an exclusive
 `flock` on it and only then gives it its `.spool` name; an adopter takes the lock of a
 `.spool` file without waiting, so it only ever gets files whose process is gone.
+
+Only web processes log through the spool (those that loaded config/wsgi.py: gunicorn's
+workers, which also start it as they boot, and the development server). The
+background worker and management commands log directly, so that no process that ends
+without running its exit handlers (django-q's workers) leaves rows behind.
+
+A line: schema, organisation id, group id, then the row's fields in
+`apps.inference.writer.FIELDS` order, COPY text format. Changing FIELDS changes the
+format: lines of the old one are refused by their field count, kept in `rejected/`.
 """
 
 from __future__ import annotations
@@ -56,6 +68,8 @@ logger = logging.getLogger(__name__)
 SUFFIX = ".spool"
 _CONTROLS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\ufffd"})
 BATCH_BYTES = 8 * 1024 * 1024
+# A longer line is not spooled (the row is logged directly): a batch holds whole lines.
+MAX_LINE_BYTES = BATCH_BYTES // 2
 # A backlog at least this large is drained at once, without waiting for more rows.
 BUSY_BYTES = 64 * 1024
 ROTATE_BYTES = 64 * 1024 * 1024
@@ -81,10 +95,13 @@ def copy_text(value: Any) -> str:
     return str(value)
 
 
-def encode_line(schema: str, group_id: int, values: Sequence[Any]) -> bytes:
-    """A spool line: schema, group id, then the row's COPY text fields (copy_text,
-    with its commonest cases inline: this runs once per prediction)."""
-    parts = [schema, str(group_id)]
+def encode_line(
+    schema: str, tenant_id: int, group_id: int, values: Sequence[Any]
+) -> bytes:
+    """A spool line: schema, organisation id, group id, then the row's COPY text
+    fields (copy_text, with its commonest cases inline: this runs once per
+    prediction)."""
+    parts = [schema, str(tenant_id), str(group_id)]
     for value in values:
         if value is None:
             parts.append("\\N")
@@ -98,17 +115,18 @@ def encode_line(schema: str, group_id: int, values: Sequence[Any]) -> bytes:
 _SPECIAL = re.compile(r"[\\\n\r\t\x00]")
 
 
-@dataclass
+@dataclass(eq=False)
 class _File:
     path: Path
     fd: int  # holds the flock for as long as the file is ours
     offset: int = 0  # drained (committed) up to here
     offset_fd: int | None = None  # <path>.offset, kept open
+    end: int | None = None  # set when the file is retired: no line comes after it
+    closed: bool = False
 
     def record_offset(self) -> None:
-        """Remember how far the file is drained, for a replay after a crash. A torn
-        or lost record only makes the replay start earlier, which writes no row
-        twice."""
+        """Remember how far the file is drained, for a replay after a crash. A lost
+        record only makes the replay start earlier, which writes no row twice."""
         if self.offset_fd is None:
             self.offset_fd = os.open(
                 _offset_path(self.path), os.O_RDWR | os.O_CREAT, 0o600
@@ -116,6 +134,9 @@ class _File:
         os.pwrite(self.offset_fd, b"%20d" % self.offset, 0)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self.offset_fd is not None:
             os.close(self.offset_fd)
         os.close(self.fd)
@@ -123,17 +144,24 @@ class _File:
 
 @dataclass
 class Spool:
-    """The process's spool: its own file, and the thread that drains it."""
+    """The process's spool: its own file, and the thread that drains it.
+
+    `lock` guards appending and swapping the file; `draining` guards the database
+    connection and every drain, of this process's files or adopted ones. A drain
+    takes `lock` briefly inside `draining`; nothing holds `lock` while taking
+    `draining`."""
 
     directory: Path
     pid: int = field(default_factory=os.getpid)
-    lock: threading.Lock = field(default_factory=threading.Lock)  # appends, rotation
-    draining: threading.Lock = field(default_factory=threading.Lock)  # one drain
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    draining: threading.Lock = field(default_factory=threading.Lock)
     wake: threading.Event = field(default_factory=threading.Event)
     own: _File | None = None
     written: int = 0  # bytes appended to `own`
+    retiring: list[_File] = field(default_factory=list)  # rotated, not yet drained
     conn: psycopg.Connection[Any] | None = None
     thread: threading.Thread | None = None
+    started: bool = False
     stopping: bool = False
     last_adopt: float = 0.0
     backoff: float = 0.0
@@ -158,9 +186,6 @@ class Spool:
                 os.ftruncate(self.own.fd, start)
                 raise OSError(f"short write to {self.own.path}")
             self.written = start + n
-        thread = self.thread
-        if thread is None or not thread.is_alive():
-            self._ensure_thread()
         if not self.wake.is_set():
             self.wake.set()
 
@@ -170,30 +195,32 @@ class Spool:
         stem = f"{socket.gethostname()}.{os.getpid()}.{time.time_ns()}"
         temporary = self.directory / f"{stem}.new"
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        path = self.directory / f"{stem}{SUFFIX}"
-        os.rename(temporary, path)  # visible to adopters only once it is locked
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            path = self.directory / f"{stem}{SUFFIX}"
+            os.rename(temporary, path)  # visible to adopters only once it is locked
+        except BaseException:
+            os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise
         return _File(path, fd)
 
     def start(self) -> None:
-        """Start the drain (and the replay of dead processes' files) before the
-        first row: a web worker does it as it starts."""
-        self._ensure_thread()
-
-    def _ensure_thread(self) -> None:
-        if self.thread is None or not self.thread.is_alive():
-            with self.lock:
-                if self.thread is None or not self.thread.is_alive():
-                    self.thread = threading.Thread(
-                        target=self._run, name="inference-spool", daemon=True
-                    )
-                    self.thread.start()
+        """Start the drain (and the replay of dead processes' files); from now on
+        this process logs through the spool. A web worker does it as it boots."""
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(
+                    target=self._run, name="inference-spool", daemon=True
+                )
+                self.thread.start()
+            self.started = True
 
     # --- the drain side ------------------------------------------------------------
 
     def _run(self) -> None:
         linger = settings.INFERENCE_SPOOL_LINGER_MS / 1000
-        adopt_every = settings.INFERENCE_SPOOL_ADOPT_SECONDS
+        adopt_every = max(settings.INFERENCE_SPOOL_ADOPT_SECONDS, 0.1)
         while not self.stopping:
             self.wake.wait(timeout=adopt_every)
             if self.stopping:
@@ -206,13 +233,14 @@ class Spool:
                 if time.monotonic() - self.last_adopt >= adopt_every:
                     self.adopt()
                 self.backoff = 0.0
-            except psycopg.OperationalError as exc:
-                self._disconnect()
+            except psycopg.Error as exc:  # unreachable, read-only, ...: not the rows
+                with self.draining:
+                    self._disconnect()
                 self.backoff = min(max(self.backoff * 2, 0.25), 5.0)
                 logger.warning(
-                    "inference spool: database unavailable, retrying in %.2f s: %s",
+                    "inference spool: rows wait, retrying in %.2f s: %s",
                     self.backoff,
-                    exc,
+                    " ".join(str(exc).split())[:300],
                 )
                 time.sleep(self.backoff)
                 self.wake.set()
@@ -227,49 +255,68 @@ class Spool:
 
     def drain(self) -> int:
         """Copy everything this process has appended so far; returns rows written.
-        Rotates the file once it is fully drained and large."""
+        A fully drained file larger than ROTATE_BYTES is retired for a new one."""
         with self.draining:
+            total = self._drain_retiring()
             own = self.own
             if own is None:
-                return 0
-            total = self._drain_file(own, self.written)
+                return total
+            total += self._drain_file(own, self.written)
             if own.offset >= ROTATE_BYTES:
                 with self.lock:
-                    end, self.own = self.written, None
-                total += self._drain_file(own, end)
-                self._remove(own)
+                    if self.own is own:
+                        own.end, self.own = self.written, None
+                        self.retiring.append(own)
+                total += self._drain_retiring()
             return total
+
+    def _drain_retiring(self) -> int:
+        total = 0
+        for old in list(self.retiring):
+            assert old.end is not None
+            total += self._drain_file(old, old.end)
+            if old.offset >= old.end:
+                self._remove(old)
+                self.retiring.remove(old)
+        return total
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every line appended before the call is in its table (tests,
-        benchmarks and a process's exit)."""
+        benchmarks and a process's exit). TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self.lock:
             own, target = self.own, self.written
-        while own is not None and own.offset < target:
+        while own is not None and not own.closed and own.offset < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{own.path} not drained in {timeout} s")
+            before = own.offset
             try:
                 self.drain()
-            except psycopg.OperationalError:
-                self._disconnect()
-                if time.monotonic() > deadline:
-                    raise
+            except psycopg.Error:
+                with self.draining:
+                    self._disconnect()
                 time.sleep(0.2)
+                continue
+            if own.offset == before:
+                time.sleep(0.01)
 
     def adopt(self, directory: Path | None = None) -> int:
         """Replay the files of processes that are gone; returns rows written."""
         self.last_adopt = time.monotonic()
         folder = directory or self.directory
+        mine = {f.path for f in (self.own, *self.retiring) if f is not None}
         total = 0
         for path in sorted(folder.glob(f"*{SUFFIX}")):
-            if self.own is not None and path == self.own.path:
+            if path in mine:
                 continue
             orphan = _lock_orphan(path)
             if orphan is None:
                 continue
             try:
-                end = os.fstat(orphan.fd).st_size
-                total += self._drain_file(orphan, end)
-                self._remove(orphan)
+                with self.draining:
+                    end = os.fstat(orphan.fd).st_size
+                    total += self._drain_file(orphan, end)
+                    self._remove(orphan)
                 logger.info("inference spool: replayed %s", path.name)
             except BaseException:
                 orphan.close()  # the lock goes with it; someone retries later
@@ -283,12 +330,16 @@ class Spool:
             chunk = os.pread(spool.fd, size, spool.offset)
             cut = chunk.rfind(b"\n") + 1
             if cut == 0:
-                if size == BATCH_BYTES:  # one line larger than a batch
-                    cut = chunk.find(b"\n") + 1 or len(chunk)
-                else:  # a line still being written (only by a dead process): stop
+                if size < BATCH_BYTES:
+                    break  # a line still being written (only by a dead process)
+                stop = _line_end(spool, spool.offset + size, end)
+                if stop is None:
                     break
-            total += self._write(chunk[:cut].splitlines(keepends=True), spool)
-            spool.offset += cut
+                _reject_span(spool, spool.offset, stop, "a line longer than a batch")
+                spool.offset = stop
+            else:
+                total += self._write(chunk[:cut].splitlines(keepends=True), spool)
+                spool.offset += cut
             spool.record_offset()
         return total
 
@@ -296,17 +347,30 @@ class Spool:
         """A COPY per target table, each its own transaction (the connection is in
         autocommit): one statement, two round trips. A replay makes a partial
         success harmless."""
-        targets: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+        targets: dict[tuple[str, int, int], list[bytes]] = defaultdict(list)
         for line in lines:
-            schema_bytes, group_bytes, rest = line.split(b"\t", 2)
-            targets[(schema_bytes.decode(), group_bytes.decode())].append(rest)
+            key = _parse(line)
+            if key is None:
+                _reject_lines(spool, [line], "not a spool line of this version")
+            else:
+                targets[key].append(line)
+        if not targets:
+            return 0
         conn = self._connection()
+        owners = _owners(conn, {schema for schema, _, _ in targets})
         written = 0
         explain: list[tuple[str, int]] = []
-        for (schema, group), rows in targets.items():
-            written += self._copy(conn, schema, group, rows, spool)
+        for (schema, tenant_id, group_id), rows in targets.items():
+            if owners.get(schema) != tenant_id:
+                _reject_lines(
+                    spool,
+                    rows,
+                    f"schema {schema} no longer belongs to organisation {tenant_id}",
+                )
+                continue
+            written += self._copy(conn, _target(schema, group_id), rows, spool)
             if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
-                explain.append((schema, int(group)))
+                explain.append((schema, group_id))
         for schema, group_id in explain:
             self._explain_soon(schema, group_id)
         return written
@@ -314,12 +378,14 @@ class Spool:
     def _copy(
         self,
         conn: psycopg.Connection[Any],
-        schema: str,
-        group: str,
-        rows: list[bytes],
+        target: sql.Composable,
+        lines: list[bytes],
         spool: _File,
     ) -> int:
-        target = _target(schema, group)
+        """COPY the lines into their table; a replay's rows already there are
+        skipped; rows PostgreSQL refuses are found by halving and kept aside. Any
+        other error is raised: the batch is retried later."""
+        rows = [line.split(b"\t", 3)[3] for line in lines]
         try:
             try:
                 with conn.cursor() as cursor:  # autocommit: the COPY is its transaction
@@ -328,14 +394,17 @@ class Spool:
             except errors.UniqueViolation:  # a replay: some of these rows are in
                 with conn.transaction(), conn.cursor() as cursor:
                     return _insert_missing(cursor, target, rows)
-        except psycopg.OperationalError:
-            raise
         except psycopg.Error as exc:
-            if len(rows) == 1:
-                _reject(spool, schema, group, rows, exc)
+            refused = _refused(exc)
+            if refused is None:
+                raise
+            if refused == "table" or len(lines) == 1:
+                _reject_lines(spool, lines, " ".join(str(exc).split())[:500])
                 return 0
-            # Find the lines PostgreSQL refuses, one by one; keep the others.
-            return sum(self._copy(conn, schema, group, [row], spool) for row in rows)
+            half = len(lines) // 2
+            return self._copy(conn, target, lines[:half], spool) + self._copy(
+                conn, target, lines[half:], spool
+            )
 
     def _explain_soon(self, schema: str, group_id: int) -> None:
         """Queue the background explanation pass for rows sampled for it, once they
@@ -387,31 +456,79 @@ class Spool:
         spool.close()
 
     def stop(self) -> None:
-        """At the process's exit: drain what is left; a file that cannot be drained
-        now stays for adoption."""
+        """At the process's exit: stop the thread, drain what is left; a file that
+        cannot be drained now stays for adoption."""
         self.stopping = True
         self.wake.set()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
         try:
             self.flush(timeout=5.0)
-            if self.own is not None and self.own.offset >= self.written:
-                self._remove(self.own)
+        except Exception as exc:
+            logger.warning("inference spool: %s left for replay: %s", self.own, exc)
+        with self.lock:  # no append may slip in between the check and the removal
+            own = self.own
+            if own is not None and own.offset >= self.written:
                 self.own = None
-        except Exception:
-            logger.warning("inference spool: left %s for replay", self.own)
-        finally:
+                self._remove(own)
+        with self.draining:
             self._disconnect()
 
 
-def _target(schema: str, group: str) -> sql.Composed:
+def _target(schema: str, group_id: int) -> sql.Composable:
     from apps.inference.tables import table_name
 
-    return sql.Identifier(schema, table_name(int(group)))  # type: ignore[return-value]
+    return sql.Identifier(schema, table_name(group_id))
 
 
 def _columns() -> sql.Composed:
     from apps.inference.writer import FIELDS
 
     return sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS)
+
+
+def _parse(line: bytes) -> tuple[str, int, int] | None:
+    """(schema, organisation id, group id) of a spool line, or None when it is not
+    one of this version (the field count names the version)."""
+    from apps.inference.writer import FIELDS
+
+    try:
+        schema, tenant_id, group_id, _ = line.split(b"\t", 3)
+        if line.count(b"\t") != len(FIELDS) + 2 or not line.endswith(b"\n"):
+            return None
+        return schema.decode(), int(tenant_id), int(group_id)
+    except ValueError:  # too few fields, not a number, not UTF-8
+        return None
+
+
+def _owners(conn: psycopg.Connection[Any], schemas: set[str]) -> dict[str, int]:
+    """Which organisation owns each schema now: a line whose organisation no longer
+    does (deleted, its slug reused) must not land in the new owner's tables."""
+    from django_tenants.utils import get_public_schema_name
+
+    from apps.tenants.models import Organization
+
+    table = sql.Identifier(get_public_schema_name(), Organization._meta.db_table)
+    found = conn.execute(
+        sql.SQL("SELECT schema_name, id FROM {} WHERE schema_name = ANY(%s)").format(
+            table
+        ),
+        [sorted(schemas)],
+    ).fetchall()
+    return {schema: tenant_id for schema, tenant_id in found}
+
+
+def _refused(exc: psycopg.Error) -> str | None:
+    """Whether PostgreSQL refuses the rows themselves ("rows": a value, a key), or
+    their table is gone ("table"); None for anything else (unreachable, read-only,
+    out of space, a missing privilege...), which is retried."""
+    state = exc.sqlstate or ""
+    if state in ("42P01", "3F000"):  # undefined table, invalid schema name
+        return "table"
+    if state[:2] in ("22", "23"):  # data exception, integrity constraint violation
+        return "rows"
+    return None
 
 
 def _copy_into(cursor: psycopg.Cursor[Any], target: Any, rows: Iterable[bytes]) -> None:
@@ -425,9 +542,9 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
     inserting those whose key is not there yet."""
     columns = _columns()
     cursor.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS spool_replay (LIKE {}) ON COMMIT DELETE ROWS"
-        ).format(target)
+        sql.SQL("CREATE TEMP TABLE spool_replay (LIKE {}) ON COMMIT DROP").format(
+            target
+        )
     )
     _copy_into(cursor, sql.Identifier("spool_replay"), rows)
     cursor.execute(
@@ -439,26 +556,54 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
     return cursor.rowcount
 
 
-def _reject(
-    spool: _File, schema: str, group: str, rows: list[bytes], exc: Exception
-) -> None:
+def _rejected_file(spool: _File) -> int:
     folder = spool.path.parent / "rejected"
     folder.mkdir(mode=0o700, exist_ok=True)
-    reason = " ".join(str(exc).split())[:500]
-    fd = os.open(
+    return os.open(
         folder / spool.path.name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
     )
-    with open(fd, "ab") as out:
-        for row in rows:
+
+
+def _reject_lines(spool: _File, lines: list[bytes], reason: str) -> None:
+    """Keep refused lines, each after a `# reason` line, in rejected/<file>."""
+    with open(_rejected_file(spool), "ab") as out:
+        for line in lines:
             out.write(f"# {reason}\n".encode())
-            out.write(f"{schema}\t{group}\t".encode() + row)
+            out.write(line if line.endswith(b"\n") else line + b"\n")
     logger.error(
-        "inference spool: %d row(s) for %s.g%s refused, kept in %s: %s",
-        len(rows),
-        schema,
-        group,
-        folder / spool.path.name,
+        "inference spool: %d row(s) refused, kept in rejected/%s: %s",
+        len(lines),
+        spool.path.name,
         reason,
+    )
+
+
+def _line_end(spool: _File, start: int, end: int) -> int | None:
+    """The offset after the newline that ends the line running through `start`, or
+    None if the file ends first."""
+    position = start
+    while position < end:
+        chunk = os.pread(spool.fd, min(end - position, BATCH_BYTES), position)
+        found = chunk.find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += len(chunk)
+    return None
+
+
+def _reject_span(spool: _File, start: int, stop: int, reason: str) -> None:
+    """Keep a line too long for a batch, copied piece by piece."""
+    with open(_rejected_file(spool), "ab") as out:
+        out.write(f"# {reason}\n".encode())
+        position = start
+        while position < stop:
+            chunk = os.pread(spool.fd, min(stop - position, BATCH_BYTES), position)
+            out.write(chunk)
+            position += len(chunk)
+    logger.error(
+        "inference spool: a %d-byte line kept in rejected/%s",
+        stop - start,
+        spool.path.name,
     )
 
 
@@ -516,6 +661,31 @@ def backlog(directory: Path) -> Backlog:
 
 _spool: Spool | None = None
 _spool_lock = threading.Lock()
+
+
+def active_spool() -> Spool | None:
+    """The spool rows go through in this process, or None: rows are logged directly.
+    A web process (one that loaded config/wsgi.py) starts its spool at its first row
+    if its server did not start it at boot; other processes only use one that was
+    started for them."""
+    spool = _spool
+    if spool is not None and spool.started:
+        return None if spool.stopping else spool
+    if not _web_process:
+        return None
+    spool = process_spool()
+    spool.start()
+    return spool
+
+
+_web_process = False
+
+
+def serve_from_this_process() -> None:
+    """Mark this process (and the workers it forks) as serving web requests: their
+    rows go through the spool in the spool mode (config/wsgi.py calls it)."""
+    global _web_process
+    _web_process = True
 
 
 def process_spool() -> Spool:

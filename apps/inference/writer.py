@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from apps.core.db import current_schema, raw_commit, rendered
-from apps.inference.spool import encode_line, process_spool
+from apps.inference.spool import MAX_LINE_BYTES, active_spool, encode_line
 from apps.inference.tables import table_name
 
 logger = logging.getLogger(__name__)
@@ -179,16 +179,21 @@ _FLAG_DEFAULTS = [FIELDS.index(name) for name in ("shadow", "explain_requested")
 
 def log_write(group_id: int, row: dict[str, Any]) -> bool:
     """Log one row: committed before this returns (autocommit, or with the caller's
-    transaction when it holds one), or, with `INFERENCE_LOG_MODE = "spool"` and no
-    transaction open, appended to the process's spool. Returns True when spooled."""
+    transaction when it holds one), or, with `INFERENCE_LOG_MODE = "spool"` in a
+    process whose spool is started (a gunicorn web worker) and no transaction open,
+    appended to the process's spool. Returns True when spooled."""
     values = row_values(row)
     schema = current_schema()
-    if settings.INFERENCE_LOG_MODE == "spool" and not connection.in_atomic_block:
-        try:
-            process_spool().append(encode_line(schema, group_id, values))
-            return True
-        except OSError:
-            logger.exception("inference spool unwritable; logging the row directly")
+    spool = active_spool() if settings.INFERENCE_LOG_MODE == "spool" else None
+    tenant = getattr(connection, "tenant", None)
+    if spool is not None and tenant is not None and not connection.in_atomic_block:
+        line = encode_line(schema, tenant.pk, group_id, values)
+        if len(line) <= MAX_LINE_BYTES:
+            try:
+                spool.append(line)
+                return True
+            except OSError:
+                logger.exception("inference spool unwritable; logging the row directly")
     # Committed before the answer leaves (write-through), in one round trip; inside a
     # caller's transaction the row commits or rolls back with its work.
     raw_commit(_insert_statement(schema, group_id), values)

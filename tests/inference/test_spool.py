@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
@@ -18,16 +19,32 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, tenant_context
 
 from apps.core.context import new_request_id
 from apps.inference import spool as spool_module
 from apps.inference.spool import Spool, copy_text, encode_line
 from apps.inference.writer import FIELDS, feedback_write, log_write, row_values
 from apps.tenants.demo import seed_demo_content
+from apps.tenants.models import Organization
 from apps.tenants.services import tenant_create, tenant_delete
 
 SCHEMA = "spooled"
+
+
+@contextmanager
+def _tenant() -> Iterator[None]:
+    """The tenant as a request sees it (the organisation, not only its schema)."""
+    with tenant_context(Organization.objects.get(schema_name=SCHEMA)):
+        yield
+
+
+def _tenant_id() -> int:
+    return Organization.objects.get(schema_name=SCHEMA).pk
+
+
+def _line(group: Any, row: dict[str, Any], *, group_id: int | None = None) -> bytes:
+    return encode_line(SCHEMA, _tenant_id(), group_id or group.pk, row_values(row))
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +67,7 @@ def spool(tmp_path: Path, settings, django_db_blocker) -> Iterator[Spool]:  # ty
     own = Spool(tmp_path)
     spool_module._spool = own
     with django_db_blocker.unblock():
+        own.start()  # as a gunicorn worker does when it boots
         yield own
         own.stop()
     spool_module._spool = None
@@ -99,7 +117,7 @@ def test_a_spooled_row_is_stored_as_the_direct_mode_stores_it(
         "client_request_id": None,
         "shadow": True,
     }
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         spooled_row = _row(group, **fields)
         assert log_write(group.pk, spooled_row) is True
         settings.INFERENCE_LOG_MODE = "direct"
@@ -121,9 +139,9 @@ def test_a_spooled_row_is_stored_as_the_direct_mode_stores_it(
 
 
 def test_a_dead_processs_file_is_replayed_once(group, spool, django_db_blocker):
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         rows = [_row(group, input={"n": n}) for n in range(5)]
-        lines = [encode_line(SCHEMA, group.pk, row_values(row)) for row in rows]
+        lines = [_line(group, row) for row in rows]
         # A process that died after writing its file and committing the first two
         # rows, before it recorded how far it had drained.
         orphan = spool.directory / f"gone.1.1{spool_module.SUFFIX}"
@@ -145,10 +163,10 @@ def test_a_dead_processs_file_is_replayed_once(group, spool, django_db_blocker):
 
 
 def test_a_live_processs_file_is_left_alone(group, spool, django_db_blocker):
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         other = Spool(spool.directory)
         row = _row(group)
-        other.append(encode_line(SCHEMA, group.pk, row_values(row)))
+        other.append(_line(group, row))
         other.stopping = True  # its drain thread ends without draining
 
         assert spool.adopt() == 0
@@ -162,15 +180,13 @@ def test_a_live_processs_file_is_left_alone(group, spool, django_db_blocker):
 def test_a_row_postgresql_refuses_is_kept_aside_and_its_batch_written(
     group, spool, django_db_blocker
 ):
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         good = [_row(group) for _ in range(3)]
-        lines = [encode_line(SCHEMA, group.pk, row_values(row)) for row in good]
-        lines.insert(
-            1, encode_line(SCHEMA, 999999, row_values(_row(group)))
-        )  # no table
+        lines = [_line(group, row) for row in good]
+        lines.insert(1, _line(group, _row(group), group_id=999999))  # no table
         bad_json = row_values(_row(group))
         bad_json[FIELDS.index("input")] = '{"lone": "\\ud800"}'  # jsonb refuses it
-        lines.insert(3, encode_line(SCHEMA, group.pk, bad_json))
+        lines.insert(3, encode_line(SCHEMA, _tenant_id(), group.pk, bad_json))
         for line in lines:
             spool.append(line)
         spool.flush()
@@ -189,7 +205,7 @@ def test_feedback_waits_briefly_for_a_row_still_in_the_spool(
     group, spool, settings, django_db_blocker
 ):
     settings.INFERENCE_SPOOL_LINGER_MS = 300  # the drain is slower than the feedback
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         row = _row(group)
         log_write(group.pk, row)
         result = feedback_write(
@@ -212,7 +228,7 @@ def test_sampled_rows_queue_their_explanations_once_in_the_table(
         "apps.core.tasks.tenant_async",
         lambda *args, **kwargs: queued.append((*args, kwargs["schema_name"])),
     )
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         log_write(group.pk, _row(group))
         spool.flush()
         assert queued == []
@@ -223,12 +239,10 @@ def test_sampled_rows_queue_their_explanations_once_in_the_table(
 
 
 def test_the_command_replays_what_dead_processes_left(group, spool, django_db_blocker):
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         rows = [_row(group) for _ in range(3)]
         orphan = spool.directory / f"gone.2.2{spool_module.SUFFIX}"
-        orphan.write_bytes(
-            b"".join(encode_line(SCHEMA, group.pk, row_values(row)) for row in rows)
-        )
+        orphan.write_bytes(b"".join(_line(group, row) for row in rows))
         out, err = StringIO(), StringIO()
         call_command(
             "drain_inference_spool", dir=str(spool.directory), stdout=out, stderr=err
@@ -254,10 +268,8 @@ def test_metrics_show_this_hosts_backlog_to_the_operator_only(
     from apps.core.metrics import DatabaseCollector
 
     settings.INFERENCE_SPOOL_DIR = str(spool.directory)
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
-        lines = [
-            encode_line(SCHEMA, group.pk, row_values(_row(group))) for _ in range(2)
-        ]
+    with django_db_blocker.unblock(), _tenant():
+        lines = [_line(group, _row(group)) for _ in range(2)]
     (spool.directory / f"gone.3.3{spool_module.SUFFIX}").write_bytes(b"".join(lines))
     (spool.directory / "rejected").mkdir()
     (spool.directory / "rejected" / f"gone.4.4{spool_module.SUFFIX}").write_bytes(
@@ -282,10 +294,10 @@ def test_a_started_spool_replays_orphans_without_any_row_of_its_own(
     group, spool, settings, django_db_blocker
 ):
     settings.INFERENCE_SPOOL_ADOPT_SECONDS = 0.1  # gunicorn workers start it at boot
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         row = _row(group)
         orphan = spool.directory / f"gone.5.5{spool_module.SUFFIX}"
-        orphan.write_bytes(encode_line(SCHEMA, group.pk, row_values(row)))
+        orphan.write_bytes(_line(group, row))
         spool.start()
         deadline = time.monotonic() + 10
         while orphan.exists() and time.monotonic() < deadline:
@@ -305,7 +317,7 @@ def test_waiting_for_spooled_rows_costs_one_query_per_round(
     from apps.inference.writer import SPOOL_POLL_SECONDS, SPOOL_VISIBLE_SECONDS
 
     ids = [new_request_id() for _ in range(20)]
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         started = time.monotonic()
         with CaptureQueriesContext(connection) as queries:
             report = feedback_write(
@@ -334,7 +346,7 @@ def test_rows_wait_in_the_file_while_postgresql_is_unreachable(
         return real(self)
 
     monkeypatch.setattr(Spool, "_connection", unreachable)
-    with django_db_blocker.unblock(), schema_context(SCHEMA):
+    with django_db_blocker.unblock(), _tenant():
         rows = [_row(group) for _ in range(3)]
         for row in rows:
             log_write(group.pk, row)  # answered at once: the database is not asked
@@ -343,3 +355,81 @@ def test_rows_wait_in_the_file_while_postgresql_is_unreachable(
 
     assert failures["left"] == 0 and len(stored) == 3
     assert not (spool.directory / "rejected").exists()
+
+
+def test_lines_of_another_organisation_or_format_are_kept_aside(
+    group, spool, django_db_blocker
+):
+    """A schema whose organisation was deleted and whose slug was taken again must
+    not receive the old organisation's rows; nor is a line of another format read."""
+    with django_db_blocker.unblock(), _tenant():
+        good, stale = _row(group), _row(group)
+        values = row_values(stale)
+        spool.append(_line(group, good))
+        spool.append(encode_line(SCHEMA, _tenant_id() + 1000, group.pk, values))
+        spool.append(b"spooled\t1\t1\tonly\tthree\tfields\n")
+        spool.flush()
+        stored = _stored(group, [good["request_id"], stale["request_id"]])
+
+    assert list(stored) == [good["request_id"]]
+    assert spool.own is not None
+    rejected = (spool.directory / "rejected" / spool.own.path.name).read_text()
+    assert "no longer belongs to organisation" in rejected
+    assert "not a spool line of this version" in rejected
+
+
+def test_a_line_longer_than_a_batch_is_kept_whole_and_the_rest_written(
+    group, spool, django_db_blocker, monkeypatch
+):
+    monkeypatch.setattr(spool_module, "BATCH_BYTES", 4096)
+    with django_db_blocker.unblock(), _tenant():
+        before, after = _row(group), _row(group)
+        huge = _line(group, _row(group, input={"text": "x" * 10_000}))
+        spool.append(_line(group, before))
+        spool.append(huge)
+        spool.append(_line(group, after))
+        spool.flush()
+        stored = _stored(group, [before["request_id"], after["request_id"]])
+
+    assert len(stored) == 2
+    assert spool.own is not None
+    kept = (spool.directory / "rejected" / spool.own.path.name).read_bytes()
+    assert kept == b"# a line longer than a batch\n" + huge
+
+
+def test_a_process_whose_spool_is_not_started_logs_directly(
+    group, tmp_path, settings, django_db_blocker
+):
+    """The background worker and commands never start a spool: nothing of theirs
+    can be left in a file when they end without their exit handlers."""
+    settings.INFERENCE_LOG_MODE = "spool"
+    spool_module._spool = Spool(tmp_path)  # created, not started
+    try:
+        with django_db_blocker.unblock(), _tenant():
+            row = _row(group)
+            assert log_write(group.pk, row) is False
+            assert list(_stored(group, [row["request_id"]])) == [row["request_id"]]
+    finally:
+        spool_module._spool = None
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_drained_file_is_retired_for_a_new_one_and_removed(
+    group, spool, django_db_blocker, monkeypatch
+):
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 500)
+    with django_db_blocker.unblock(), _tenant():
+        rows = [_row(group) for _ in range(6)]
+        files = []
+        for row in rows:
+            log_write(group.pk, row)
+            assert spool.own is not None
+            files.append(spool.own.path)
+            spool.flush()
+        stored = _stored(group, [row["request_id"] for row in rows])
+
+    assert len(stored) == 6
+    assert len(set(files)) > 1  # it rotated
+    left = sorted(spool.directory.glob("*.spool"))
+    assert left == ([spool.own.path] if spool.own else [])  # the retired ones are gone
+    assert not spool.retiring
