@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
 from contextvars import ContextVar
+from datetime import datetime
 
 import uuid_utils
 
@@ -17,6 +20,16 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def new_request_id() -> str:
     """A new UUIDv7: time-ordered, so ids sort by arrival."""
     return str(uuid_utils.uuid7())
+
+
+def request_id_at(moment: datetime) -> str:
+    """A new UUIDv7 carrying the given millisecond (RFC 9562's layout: 48 bits of
+    Unix milliseconds, the version, 12 random bits, the variant, 62 random bits)."""
+    millis = round(moment.timestamp() * 1000)
+    random_a = secrets.randbits(12)
+    random_b = secrets.randbits(62)
+    value = (millis << 80) | (0x7 << 76) | (random_a << 64) | (0b10 << 62) | random_b
+    return str(uuid.UUID(int=value))
 
 
 def accept_request_id(value: str | None) -> str:

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django_tenants.utils import get_public_schema_name
 from psycopg import ClientCursor, sql
 from psycopg.pq import TransactionStatus
@@ -124,15 +124,23 @@ def raw_commit(statement: Any, params: Any = None, *, later: bool = False) -> No
     if later and waiting is not None:
         waiting.append((statement, params))
         return
-    statements = [*(waiting or ()), (statement, params)]
+    earlier = list(waiting or ())
+    statements = [*earlier, (statement, params)]
     if waiting:
         waiting.clear()
-    _commit(statements)
+    try:
+        _commit(statements)
+    except BaseException:
+        if waiting is not None:  # not lost with this statement: the next commit's
+            waiting[:0] = earlier
+        raise
 
 
 def _commit(statements: list[tuple[Any, Any]]) -> None:
     if connection.in_atomic_block:
-        with connection.cursor() as cursor:
+        # A savepoint: a failed write (a request id taken) leaves the caller's
+        # transaction usable, as it leaves the request's connection outside one.
+        with transaction.atomic(), connection.cursor() as cursor:
             for statement, params in statements:
                 cursor.execute(statement, params)
         return

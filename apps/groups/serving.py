@@ -13,6 +13,7 @@ from operator import itemgetter
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.utils import timezone
 
 from apps.core.context import new_request_id
@@ -494,7 +495,7 @@ def predict(
             ) from exc
         except InvocationError as exc:
             model_ms = (time.perf_counter() - t0) * 1000
-            log_write(
+            _log_once(
                 route.group_id,
                 {
                     **base_row,
@@ -547,7 +548,7 @@ def predict(
     total_ms = (time.perf_counter() - started) * 1000
     spooled = False
     if settings.INFERENCE_LOGGING:  # off only to measure logging's cost (bench #2)
-        spooled = log_write(
+        rid, spooled = _log_once(
             route.group_id,
             {
                 **base_row,
@@ -572,7 +573,7 @@ def predict(
             shadow_invoke,
             route.group_id,
             shadow.member_id,
-            request_id,
+            rid,
             inputs,
             on_commit=False,
         )
@@ -588,6 +589,22 @@ def predict(
         explanation,
         explanation_error,
     )
+
+
+def _log_once(group_id: int, row: dict[str, Any]) -> tuple[str, bool]:
+    """Log a row under its request id or, when that id already names another row (a
+    caller that sent the same X-Request-ID twice, retrying), under a fresh one that
+    names it as client_request_id. Returns (the id the row has, spooled)."""
+    try:
+        return row["request_id"], log_write(group_id, row)
+    except IntegrityError:
+        fresh = new_request_id()
+        again = {
+            **row,
+            "request_id": fresh,
+            "client_request_id": row.get("client_request_id") or row["request_id"],
+        }
+        return fresh, log_write(group_id, again)
 
 
 def _explain_inline(version: ServingVersion, inputs: Any) -> tuple[Any, str | None]:

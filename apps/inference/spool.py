@@ -346,31 +346,34 @@ class Spool:
     def _write(self, lines: list[bytes], spool: _File) -> int:
         """A COPY per target table, each its own transaction (the connection is in
         autocommit): one statement, two round trips. A replay makes a partial
-        success harmless."""
+        success harmless. Refused lines are kept once the whole batch went through
+        (a batch retried after an error refuses them again)."""
+        refused: list[tuple[list[bytes], str]] = []
         targets: dict[tuple[str, int, int], list[bytes]] = defaultdict(list)
         for line in lines:
             key = _parse(line)
             if key is None:
-                _reject_lines(spool, [line], "not a spool line of this version")
+                refused.append(([line], "not a spool line of this version"))
             else:
                 targets[key].append(line)
-        if not targets:
-            return 0
-        conn = self._connection()
-        owners = _owners(conn, {schema for schema, _, _ in targets})
         written = 0
         explain: list[tuple[str, int]] = []
-        for (schema, tenant_id, group_id), rows in targets.items():
-            if owners.get(schema) != tenant_id:
-                _reject_lines(
-                    spool,
-                    rows,
-                    f"schema {schema} no longer belongs to organisation {tenant_id}",
-                )
-                continue
-            written += self._copy(conn, _target(schema, group_id), rows, spool)
-            if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
-                explain.append((schema, group_id))
+        if targets:
+            conn = self._connection()
+            owners = _owners(conn, {schema for schema, _, _ in targets})
+            for (schema, tenant_id, group_id), rows in targets.items():
+                if owners.get(schema) != tenant_id:
+                    reason = (
+                        f"schema {schema} no longer belongs to organisation {tenant_id}"
+                    )
+                    refused.append((rows, reason))
+                    continue
+                target = _target(schema, group_id)
+                written += self._copy(conn, target, rows, refused)
+                if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
+                    explain.append((schema, group_id))
+        for kept, reason in refused:
+            _reject_lines(spool, kept, reason)
         for schema, group_id in explain:
             self._explain_soon(schema, group_id)
         return written
@@ -380,11 +383,11 @@ class Spool:
         conn: psycopg.Connection[Any],
         target: sql.Composable,
         lines: list[bytes],
-        spool: _File,
+        refused: list[tuple[list[bytes], str]],
     ) -> int:
         """COPY the lines into their table; a replay's rows already there are
-        skipped; rows PostgreSQL refuses are found by halving and kept aside. Any
-        other error is raised: the batch is retried later."""
+        skipped; rows PostgreSQL refuses are found by halving and added to
+        `refused`. Any other error is raised: the batch is retried later."""
         rows = [line.split(b"\t", 3)[3] for line in lines]
         try:
             try:
@@ -395,15 +398,15 @@ class Spool:
                 with conn.transaction(), conn.cursor() as cursor:
                     return _insert_missing(cursor, target, rows)
         except psycopg.Error as exc:
-            refused = _refused(exc)
-            if refused is None:
+            kind = _refused(exc)
+            if kind is None:
                 raise
-            if refused == "table" or len(lines) == 1:
-                _reject_lines(spool, lines, " ".join(str(exc).split())[:500])
+            if kind == "table" or len(lines) == 1:
+                refused.append((lines, " ".join(str(exc).split())[:500]))
                 return 0
             half = len(lines) // 2
-            return self._copy(conn, target, lines[:half], spool) + self._copy(
-                conn, target, lines[half:], spool
+            return self._copy(conn, target, lines[:half], refused) + self._copy(
+                conn, target, lines[half:], refused
             )
 
     def _explain_soon(self, schema: str, group_id: int) -> None:
@@ -538,8 +541,14 @@ def _copy_into(cursor: psycopg.Cursor[Any], target: Any, rows: Iterable[bytes]) 
 
 
 def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes]) -> int:
-    """Rows some of which may be in the table already: through a temporary table,
-    inserting those whose key is not there yet."""
+    """Rows some of which may be in the table already (a replay): through a
+    temporary table, inserting those whose key is not there yet. A row whose key
+    another, different row holds (a caller that sent the same X-Request-ID twice;
+    two such rows in one batch) is not a replay: it gets a fresh request id of the
+    same millisecond that names the first as client_request_id, as the direct mode
+    does, and is inserted too."""
+    from apps.core.context import request_id_at
+
     columns = _columns()
     cursor.execute(
         sql.SQL("CREATE TEMP TABLE spool_replay (LIKE {}) ON COMMIT DROP").format(
@@ -547,13 +556,40 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
         )
     )
     _copy_into(cursor, sql.Identifier("spool_replay"), rows)
+    insert = sql.SQL(
+        "INSERT INTO {} ({}) SELECT {} FROM spool_replay {} "
+        "ON CONFLICT (request_id, ts) DO NOTHING"
+    )
+    cursor.execute(insert.format(target, columns, columns, sql.SQL("")))
+    inserted = cursor.rowcount
+    # What a replay re-sends is a row that is there, under its key or (re-keyed by
+    # an earlier pass) naming it; another row differs in what its request measured.
+    same = (
+        "(t.member_id, t.status, t.latency_ms, t.door, t.requester) IS NOT DISTINCT"
+        " FROM (s.member_id, s.status, s.latency_ms, s.door, s.requester)"
+    )
     cursor.execute(
         sql.SQL(
-            "INSERT INTO {} ({}) SELECT {} FROM spool_replay "
-            "ON CONFLICT (request_id, ts) DO NOTHING"
-        ).format(target, columns, columns)
+            "SELECT s.ctid, s.ts FROM spool_replay s "
+            "WHERE NOT EXISTS (SELECT FROM {table} t WHERE t.request_id = s.request_id"
+            " AND t.ts = s.ts AND {same}) "
+            "AND NOT EXISTS (SELECT FROM {table} t WHERE t.ts = s.ts"
+            " AND t.client_request_id = s.request_id::text AND {same})"
+        ).format(table=target, same=sql.SQL(same))  # type: ignore[arg-type]
     )
-    return cursor.rowcount
+    fresh = []
+    for ctid, ts in cursor.fetchall():
+        fresh.append(request_id_at(ts))
+        cursor.execute(
+            "UPDATE spool_replay SET request_id = %s, client_request_id = "
+            "COALESCE(client_request_id, request_id::text) WHERE ctid = %s",
+            [fresh[-1], ctid],
+        )
+    if fresh:
+        where = sql.SQL("WHERE request_id = ANY(%s::uuid[])")
+        cursor.execute(insert.format(target, columns, columns, where), [fresh])
+        inserted += cursor.rowcount
+    return inserted
 
 
 def _rejected_file(spool: _File) -> int:

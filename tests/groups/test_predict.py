@@ -405,3 +405,39 @@ def test_a_failing_challenger_falls_back_to_the_champion_and_both_rows_are_kept(
     assert answered == (request_id, None, "champion", "ok", "fallback")
     assert failed[1:] == (request_id, "challenger", "error", "model_error")
     assert failed[0] != request_id  # its own id, naming the request it served
+
+
+def test_a_caller_sending_the_same_request_id_twice_gets_two_logged_answers(
+    tenant_a, make_key, api_client, trained
+):
+    """A client that retries with its X-Request-ID (a UUIDv7, which becomes the row's
+    key) gets a second answer, logged under a fresh id naming the first."""
+    from apps.core.context import new_request_id
+
+    with schema_context("alpha"):
+        group = seed_demo_content(actor="test")
+    _, key = make_key(tenant_a, scope="predict")
+    client = api_client(tenant_a, key=key)
+    caller_id = new_request_id()
+    body = {"inputs": demo_rows(1)[0]}
+
+    answers = [
+        client.post(
+            f"/api/v1/groups/{DEMO_GROUP}/predict/",
+            body,
+            format="json",
+            HTTP_X_REQUEST_ID=caller_id,
+        )
+        for _ in range(2)
+    ]
+
+    assert [a.status_code for a in answers] == [200, 200], answers[1].content
+    first, second = (a.json()["request_id"] for a in answers)
+    assert first == caller_id and second != caller_id
+    with schema_context("alpha"), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT request_id::text, client_request_id "
+            f"FROM inference_log_g{group.pk} ORDER BY ts, request_id"
+        )
+        rows = cursor.fetchall()
+    assert sorted(rows) == sorted([(caller_id, None), (second, caller_id)])

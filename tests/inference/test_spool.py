@@ -433,3 +433,34 @@ def test_a_drained_file_is_retired_for_a_new_one_and_removed(
     left = sorted(spool.directory.glob("*.spool"))
     assert left == ([spool.own.path] if spool.own else [])  # the retired ones are gone
     assert not spool.retiring
+
+
+def test_two_different_rows_under_one_request_id_are_both_kept(
+    group, spool, django_db_blocker
+):
+    """Not a replay: the second row (a caller's repeated X-Request-ID) gets a fresh
+    id of the same millisecond naming the first, as the direct mode gives it."""
+    from apps.inference.writer import uuid7_time
+
+    with django_db_blocker.unblock(), _tenant():
+        first = _row(group, latency_ms=1.5)
+        second = {**first, "latency_ms": 2.5}
+        log_write(group.pk, first)
+        spool.flush()
+        log_write(group.pk, second)
+        spool.flush()
+        assert spool.own is not None  # a replay of both lines: nothing more
+        assert spool._write([_line(group, first), _line(group, second)], spool.own) == 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT request_id::text, client_request_id, latency_ms "
+                f"FROM inference_log_g{group.pk} "
+                "WHERE request_id = %s OR client_request_id = %s ORDER BY latency_ms",
+                [first["request_id"], first["request_id"]],
+            )
+            rows = cursor.fetchall()
+
+    assert [(r[1], r[2]) for r in rows] == [(None, 1.5), (first["request_id"], 2.5)]
+    fresh = rows[1][0]
+    assert fresh != first["request_id"]
+    assert uuid7_time(fresh) == uuid7_time(first["request_id"])  # same partition, ts
