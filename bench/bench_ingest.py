@@ -36,7 +36,7 @@ def main() -> None:
 
     import psycopg
     from django.conf import settings
-    from django_tenants.utils import schema_context
+    from django_tenants.utils import tenant_context
     from psycopg import sql
     from psycopg.types.json import Jsonb
 
@@ -44,6 +44,7 @@ def main() -> None:
     from apps.inference.spool import process_spool
     from apps.inference.tables import table_name
     from apps.inference.writer import FIELDS, JSON_FIELDS, log_write, uuid7_time
+    from apps.tenants.models import Organization
 
     # Rows per variant and round, or these seconds, whichever ends first.
     count, seconds = (500, 0.6) if args.quick else (3000, 2.0)
@@ -142,7 +143,8 @@ def main() -> None:
     def run_spool() -> dict[str, float]:
         return run_writer("spool")
 
-    with schema_context(h.TENANT):
+    # The organisation itself, as a request has it (the spool's lines name it).
+    with tenant_context(Organization.objects.get(schema_name=h.TENANT)):
 
         def warmup() -> None:
             for fn in (run_copy, run_writer, run_spool, run_insert):

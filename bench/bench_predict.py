@@ -268,7 +268,7 @@ def main() -> None:
                             f"logging off {h.fmt_rps(nolog['rps'])}, p99 {nolog['p99_ms']:.2f} ms"
                         ),
                         measured=f"{h.fmt_rps(pred['rps'])}, p99 {pred['p99_ms']:.2f} ms",
-                        delta=f"-{loss:.1%} rps, {log99:+.2f} ms p99",
+                        delta=f"{-loss:+.1%} rps, {log99:+.2f} ms p99",
                         goal="<= 10 % throughput, <= +1 ms p99",
                         passed=loss <= 0.10 and log99 <= 1.0,
                         data={"throughput_loss": loss, "added_p99_ms": log99},

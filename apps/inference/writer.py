@@ -185,9 +185,10 @@ def log_write(group_id: int, row: dict[str, Any]) -> bool:
     values = row_values(row)
     schema = current_schema()
     spool = active_spool() if settings.INFERENCE_LOG_MODE == "spool" else None
-    tenant = getattr(connection, "tenant", None)
-    if spool is not None and tenant is not None and not connection.in_atomic_block:
-        line = encode_line(schema, tenant.pk, group_id, values)
+    # The organisation's id goes into the line; a bare schema (schema_context) has none.
+    tenant_id = getattr(getattr(connection, "tenant", None), "pk", None)
+    if spool is not None and tenant_id is not None and not connection.in_atomic_block:
+        line = encode_line(schema, tenant_id, group_id, values)
         if len(line) <= MAX_LINE_BYTES:
             try:
                 spool.append(line)

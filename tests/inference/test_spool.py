@@ -414,6 +414,17 @@ def test_a_process_whose_spool_is_not_started_logs_directly(
     assert not list(tmp_path.iterdir())
 
 
+def test_a_bare_schema_without_its_organisation_logs_directly(
+    group, spool, django_db_blocker
+):
+    """A line names its organisation; code that only switched the schema
+    (schema_context) has none to name, so its rows are committed directly."""
+    with django_db_blocker.unblock(), schema_context(SCHEMA):
+        row = _row(group)
+        assert log_write(group.pk, row) is False
+        assert list(_stored(group, [row["request_id"]])) == [row["request_id"]]
+
+
 def test_a_drained_file_is_retired_for_a_new_one_and_removed(
     group, spool, django_db_blocker, monkeypatch
 ):
