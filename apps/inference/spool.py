@@ -70,6 +70,10 @@ _CONTROLS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\ufff
 BATCH_BYTES = 8 * 1024 * 1024
 # A longer line is not spooled (the row is logged directly): a batch holds whole lines.
 MAX_LINE_BYTES = BATCH_BYTES // 2
+# Which organisation owns a schema is trusted for this long, as a web process trusts
+# which tenant a host selects (TENANT_HOST_CACHE_SECONDS): one query per second, not
+# one per batch.
+OWNER_TRUST_SECONDS = 1.0
 # A backlog at least this large is drained at once, without waiting for more rows.
 BUSY_BYTES = 64 * 1024
 ROTATE_BYTES = 64 * 1024 * 1024
@@ -166,6 +170,7 @@ class Spool:
     last_adopt: float = 0.0
     backoff: float = 0.0
     explain_queued: dict[tuple[str, int], float] = field(default_factory=dict)
+    owner_seen: dict[str, tuple[int | None, float]] = field(default_factory=dict)
 
     # --- the request side ----------------------------------------------------------
 
@@ -360,7 +365,7 @@ class Spool:
         explain: list[tuple[str, int]] = []
         if targets:
             conn = self._connection()
-            owners = _owners(conn, {schema for schema, _, _ in targets})
+            owners = self._owners(conn, {schema for schema, _, _ in targets})
             for (schema, tenant_id, group_id), rows in targets.items():
                 if owners.get(schema) != tenant_id:
                     reason = (
@@ -408,6 +413,19 @@ class Spool:
             return self._copy(conn, target, lines[:half], refused) + self._copy(
                 conn, target, lines[half:], refused
             )
+
+    def _owners(
+        self, conn: psycopg.Connection[Any], schemas: set[str]
+    ) -> dict[str, int | None]:
+        """Which organisation owns each schema, as read less than OWNER_TRUST_SECONDS
+        ago (like the web process's own host-to-tenant cache)."""
+        now = time.monotonic()
+        stale = {s for s in schemas if self.owner_seen.get(s, (None, -1e9))[1] < now}
+        if stale:
+            found = _owners(conn, stale)
+            for schema in stale:
+                self.owner_seen[schema] = (found.get(schema), now + OWNER_TRUST_SECONDS)
+        return {schema: self.owner_seen[schema][0] for schema in schemas}
 
     def _explain_soon(self, schema: str, group_id: int) -> None:
         """Queue the background explanation pass for rows sampled for it, once they
