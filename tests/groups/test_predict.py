@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -282,34 +283,9 @@ def test_a_model_answer_that_is_not_finite_is_a_logged_422(
     tenant_a, make_key, api_client
 ):
     # A linear model sends 1e308 + 1e308 to infinity, which JSON cannot carry.
-    import numpy as np
-    from django.core.files.uploadedfile import SimpleUploadedFile
     from sklearn.linear_model import LinearRegression
-    from skops.io import dumps
 
-    from apps.groups.services import group_create, group_set_status, members_set
-    from apps.registry.uploads import version_upload
-
-    model = LinearRegression().fit(
-        np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]), [0, 2, 2]
-    )
-    with schema_context("alpha"):
-        version = version_upload(
-            file=SimpleUploadedFile("lr.skops", dumps(model)),
-            actor="test",
-            model_name="lr",
-            input_schema=[
-                {"name": "a", "type": "number"},
-                {"name": "b", "type": "number"},
-            ],
-        )
-        group = group_create(name="lr", actor="test")
-        members_set(
-            group=group,
-            members=[{"version_id": version.pk, "role": "champion", "weight": 100}],
-            actor="test",
-        )
-        group_set_status(group=group, status="active", actor="test")
+    group = _active_group("lr", [("lr", LinearRegression(), "champion", 100)])
     _, key = make_key(tenant_a, scope="predict")
     client = api_client(tenant_a, key=key)
 
@@ -344,45 +320,16 @@ def test_a_model_answer_that_is_not_finite_is_a_logged_422(
 def test_a_failing_challenger_falls_back_to_the_champion_and_both_rows_are_kept(
     tenant_a, make_key, api_client
 ):
-    import numpy as np
-    from django.core.files.uploadedfile import SimpleUploadedFile
     from sklearn.linear_model import LinearRegression, LogisticRegression
-    from skops.io import dumps
 
-    from apps.groups.services import group_create, group_set_status, members_set
-    from apps.registry.uploads import version_upload
-
-    features = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
-    schema = [{"name": "a", "type": "number"}, {"name": "b", "type": "number"}]
-    with schema_context("alpha"):
-        versions = [
-            version_upload(
-                file=SimpleUploadedFile(
-                    f"{name}.skops", dumps(model.fit(features, [0, 2, 2]))
-                ),
-                actor="test",
-                model_name=name,
-                input_schema=schema,
-            )
-            for name, model in (
-                ("logistic", LogisticRegression()),  # probabilities stay finite
-                ("linear", LinearRegression()),  # 1e308 + 1e308: infinity
-            )
-        ]
-        group = group_create(
-            name="fallback",
-            actor="test",
-            traffic_config={"sticky": False, "fallback_to_champion": True},
-        )
-        members_set(
-            group=group,
-            members=[
-                {"version_id": versions[0].pk, "role": "champion", "weight": 0},
-                {"version_id": versions[1].pk, "role": "challenger", "weight": 100},
-            ],
-            actor="test",
-        )
-        group_set_status(group=group, status="active", actor="test")
+    group = _active_group(
+        "fallback",
+        [
+            ("logistic", LogisticRegression(), "champion", 0),  # stays finite
+            ("linear", LinearRegression(), "challenger", 100),  # 1e308 + 1e308: inf
+        ],
+        traffic_config={"sticky": False, "fallback_to_champion": True},
+    )
     _, key = make_key(tenant_a, scope="predict")
     client = api_client(tenant_a, key=key)
 
@@ -441,3 +388,35 @@ def test_a_caller_sending_the_same_request_id_twice_gets_two_logged_answers(
         )
         rows = cursor.fetchall()
     assert sorted(rows) == sorted([(caller_id, None), (second, caller_id)])
+
+
+def _active_group(
+    name: str, models: list[tuple[str, Any, str, int]], **fields: Any
+) -> Any:
+    """An active group in tenant alpha of scikit-learn models fitted on two number
+    features, a and b; `models`: (name, estimator, role, weight) each."""
+    import numpy as np
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from skops.io import dumps
+
+    from apps.groups.services import group_create, group_set_status, members_set
+    from apps.registry.uploads import version_upload
+
+    features = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    schema = [{"name": "a", "type": "number"}, {"name": "b", "type": "number"}]
+    with schema_context("alpha"):
+        members = []
+        for label, model, role, weight in models:
+            version = version_upload(
+                file=SimpleUploadedFile(
+                    f"{label}.skops", dumps(model.fit(features, [0, 2, 2]))
+                ),
+                actor="test",
+                model_name=label,
+                input_schema=schema,
+            )
+            members.append({"version_id": version.pk, "role": role, "weight": weight})
+        group = group_create(name=name, actor="test", **fields)
+        members_set(group=group, members=members, actor="test")
+        group_set_status(group=group, status="active", actor="test")
+    return group
