@@ -106,7 +106,9 @@ def test_the_database_going_away_under_a_view_is_a_503(db, tenant_a, monkeypatch
 
 @dataclass
 class Outcome:
-    server: str  # the INFERENCE_LOG_SYNCHRONOUS_COMMIT of the server that answered
+    server: (
+        str  # the server that answered: "off", "on" (its synchronous commit), "spool"
+    )
     sent_at: float
     answered_at: float
     request_id: str
@@ -150,8 +152,9 @@ def _manage(env: dict[str, str], *args: str) -> str:
 @pytest.mark.slow
 @pytest.mark.worker
 def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
-    """Two gunicorn servers share the throwaway database: one with the default
-    `INFERENCE_LOG_SYNCHRONOUS_COMMIT=off`, one with `on`. The database is stopped
+    """Three gunicorn servers share the throwaway database: one with the default
+    `INFERENCE_LOG_SYNCHRONOUS_COMMIT=off`, one with `on`, one with the log spooled
+    (`INFERENCE_LOG_MODE=spool`). The database is stopped
     twice under their load: `fast` (a clean restart: sessions ended, WAL flushed) and
     `immediate` (a crash: every process aborted, crash recovery on start)."""
     started = time.monotonic()
@@ -176,14 +179,21 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
         key = match.group(1)
         prepared = time.monotonic() - started
         ports = {}
-        for commit in ("off", "on"):
-            ports[commit] = free_port()
-            servers.append(
-                _serve(
-                    ports[commit], {**env, "INFERENCE_LOG_SYNCHRONOUS_COMMIT": commit}
-                )
-            )
+        for name, extra in (
+            ("off", {"INFERENCE_LOG_SYNCHRONOUS_COMMIT": "off"}),
+            ("on", {"INFERENCE_LOG_SYNCHRONOUS_COMMIT": "on"}),
+            (
+                "spool",
+                {
+                    "INFERENCE_LOG_MODE": "spool",
+                    "INFERENCE_SPOOL_DIR": str(pg.root / "spool"),
+                },
+            ),
+        ):
+            ports[name] = free_port()
+            servers.append(_serve(ports[name], {**env, **extra}))
         outcomes, restarts = _load_through_restarts(pg, ports, key)
+        spooled = list((pg.root / "spool").glob("*.spool"))  # its workers' own files
     finally:
         for server in servers:
             _stop(server)
@@ -192,7 +202,7 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
 
     by_server = {
         name: dict(Counter(o.kind for o in outcomes if o.server == name))
-        for name in ("off", "on")
+        for name in ("off", "on", "spool")
     }
     lost = [o for o in outcomes if o.kind == "ok" and o.request_id not in logged]
     unavailable = {o.request_id for o in outcomes if o.kind == "unavailable"}
@@ -200,8 +210,8 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
     crash_at = crash["down_at"]
     after = [o for o in outcomes if o.sent_at > restarts[-1]["up_at"]]
     print(
-        f"\nprepared in {prepared:.0f}s; {len(outcomes)} predictions; by "
-        f"INFERENCE_LOG_SYNCHRONOUS_COMMIT: {by_server}; restarts: "
+        f"\nprepared in {prepared:.0f}s; {len(outcomes)} predictions; by server "
+        f"(synchronous commit off, on; spool): {by_server}; restarts: "
         + "; ".join(
             f"{r['mode']} stop, down {r['down']:.1f}s, first 200 again "
             f"{r['first_ok_after']:.2f}s after the start"
@@ -216,11 +226,13 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
     )
     wrong = [o for o in outcomes if o.kind not in ("ok", "unavailable")]
     assert not wrong, wrong[:10]
-    for name in ("off", "on"):
+    for name in ("off", "on", "spool"):
         assert by_server[name].get("unavailable", 0) > 0  # the restarts were felt
         assert sum(o.kind == "ok" and o.server == name for o in after) >= 25
-    # Waiting for the WAL flush, no acknowledged row is lost, not even to a crash.
-    assert not [o for o in lost if o.server == "on"]
+    # Waiting for the WAL flush, no acknowledged row is lost, not even to a crash;
+    # nor through the spool, whose drain waits for it per batch (the rows answered
+    # while the database was down wait in the file and are drained after it).
+    assert spooled and not [o for o in lost if o.server in ("on", "spool")]
     # Without waiting (the default), a clean restart loses nothing either; a crash of
     # PostgreSQL loses at most the rows committed in the last 3 x wal_writer_delay
     # (200 ms by default) before it, as documented.
