@@ -75,10 +75,13 @@ def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[s
             {"HTTP_AUTHORIZATION": f"Api-Key {state['api_key']}"},
         ),
     }
-    out = {}
+    out: dict[str, list[str]] = {}
     for name, (path, extra, headers) in calls.items():
         body = json.dumps({"inputs": row, **extra})
-        for _ in range(3):  # caches warm, as under load
+        # Caches warm, as under load; the fewest of five calls, since a call that
+        # finds a one-second trust expired (the servers booting beside it slow the
+        # machine) re-reads the route, which is not the steady state.
+        for _ in range(5):
             raw_calls.clear()
             psycopg.Connection.execute = execute  # type: ignore[method-assign]
             db._commit = commit
@@ -91,9 +94,11 @@ def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[s
                 psycopg.Connection.execute = plain_execute  # type: ignore[method-assign]
                 db._commit = plain_commit
             assert response.status_code == 200, response.content[:300]
-        out[name] = [
-            " ".join(q["sql"].split())[:90] for q in captured.captured_queries
-        ] + [" ".join(c.split())[:90] for c in raw_calls]
+            seen = [
+                " ".join(q["sql"].split())[:90] for q in captured.captured_queries
+            ] + [" ".join(c.split())[:90] for c in raw_calls]
+            if name not in out or len(seen) < len(out[name]):
+                out[name] = seen
     connection.close()
     return out
 
