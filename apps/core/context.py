@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -22,12 +23,16 @@ def new_request_id() -> str:
     return str(uuid_utils.uuid7())
 
 
-def request_id_at(moment: datetime) -> str:
-    """A new UUIDv7 carrying the given millisecond (RFC 9562's layout: 48 bits of
-    Unix milliseconds, the version, 12 random bits, the variant, 62 random bits)."""
+def request_id_at(moment: datetime, seed: bytes | None = None) -> str:
+    """A UUIDv7 carrying the given millisecond (RFC 9562's layout: 48 bits of Unix
+    milliseconds, the version, 12 random bits, the variant, 62 random bits). With a
+    `seed` the "random" bits are its hash: the same seed gives the same id."""
     millis = round(moment.timestamp() * 1000)
-    random_a = secrets.randbits(12)
-    random_b = secrets.randbits(62)
+    if seed is None:
+        random_a, random_b = secrets.randbits(12), secrets.randbits(62)
+    else:
+        bits = int.from_bytes(hashlib.blake2b(seed, digest_size=10).digest(), "big")
+        random_a, random_b = bits >> 68, bits & ((1 << 62) - 1)
     value = (millis << 80) | (0x7 << 76) | (random_a << 64) | (0b10 << 62) | random_b
     return str(uuid.UUID(int=value))
 

@@ -597,7 +597,9 @@ def _log_once(group_id: int, row: dict[str, Any]) -> tuple[str, bool]:
     names it as client_request_id. Returns (the id the row has, spooled)."""
     try:
         return row["request_id"], log_write(group_id, row)
-    except IntegrityError:
+    except IntegrityError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "23505":  # not a taken key
+            raise
         fresh = new_request_id()
         again = {
             **row,

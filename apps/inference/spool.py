@@ -181,8 +181,8 @@ class Spool:
         full, read-only directory): the caller logs the row directly instead."""
         with self.lock:
             if self.own is None:
-                self.own = self._create()
-                self.written = 0
+                created = self._create()
+                self.own, self.written = created, 0
             start = self.written
             try:
                 n = os.write(self.own.fd, line)
@@ -260,22 +260,29 @@ class Spool:
         own = self.own
         return 0 if own is None else self.written - own.offset
 
-    def drain(self) -> int:
-        """Copy everything this process has appended so far; returns rows written.
-        A fully drained file larger than ROTATE_BYTES is retired for a new one."""
-        with self.draining:
+    def drain(self, timeout: float | None = None) -> int:
+        """Copy everything this process has appended so far; returns rows written
+        (0 when another drain held the lock for `timeout` seconds). A fully drained
+        file larger than ROTATE_BYTES is retired for a new one."""
+        if not self.draining.acquire(timeout=-1 if timeout is None else timeout):
+            return 0
+        try:
             total = self._drain_retiring()
-            own = self.own
+            with self.lock:  # the file and its end as one (append swaps both)
+                own, end = self.own, self.written
             if own is None:
                 return total
-            total += self._drain_file(own, self.written)
+            total += self._drain_file(own, end)
             if own.offset >= ROTATE_BYTES:
                 with self.lock:
                     if self.own is own:
-                        own.end, self.own = self.written, None
+                        own.end = self.written
+                        self.own, self.written = None, 0
                         self.retiring.append(own)
                 total += self._drain_retiring()
             return total
+        finally:
+            self.draining.release()
 
     def _drain_retiring(self) -> int:
         total = 0
@@ -293,18 +300,30 @@ class Spool:
         deadline = time.monotonic() + timeout
         with self.lock:
             own, target = self.own, self.written
-        while own is not None and not own.closed and own.offset < target:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{own.path} not drained in {timeout} s")
-            before = own.offset
+            waiting = [f for f in (own, *self.retiring) if f is not None]
+
+        def done() -> bool:
+            return all(
+                f.closed or f.offset >= (target if f is own else (f.end or 0))
+                for f in waiting
+            )
+
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"spool not drained in {timeout} s")
+            before = [f.offset for f in waiting]
             try:
-                self.drain()
+                self.drain(timeout=left)
             except psycopg.Error:
-                with self.draining:
-                    self._disconnect()
+                if self.draining.acquire(timeout=max(left, 0)):
+                    try:
+                        self._disconnect()
+                    finally:
+                        self.draining.release()
                 time.sleep(0.2)
                 continue
-            if own.offset == before:
+            if [f.offset for f in waiting] == before:
                 time.sleep(0.01)
 
     def adopt(self, directory: Path | None = None) -> int:
@@ -335,6 +354,8 @@ class Spool:
         while spool.offset < end:
             size = min(end - spool.offset, BATCH_BYTES)
             chunk = os.pread(spool.fd, size, spool.offset)
+            if not chunk:  # the file is shorter than `end` says: nothing more to read
+                break
             cut = chunk.rfind(b"\n") + 1
             if cut == 0:
                 if size < BATCH_BYTES:
@@ -498,8 +519,11 @@ class Spool:
             if own is not None and own.offset >= self.written:
                 self.own = None
                 self._remove(own)
-        with self.draining:
-            self._disconnect()
+        if self.draining.acquire(timeout=1.0):
+            try:
+                self._disconnect()
+            finally:
+                self.draining.release()
 
 
 def _target(schema: str, group_id: int) -> sql.Composable:
@@ -567,9 +591,10 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
     """Rows some of which may be in the table already (a replay): through a
     temporary table, inserting those whose key is not there yet. A row whose key
     another, different row holds (a caller that sent the same X-Request-ID twice;
-    two such rows in one batch) is not a replay: it gets a fresh request id of the
-    same millisecond that names the first as client_request_id, as the direct mode
-    does, and is inserted too."""
+    two such rows in one batch) is not a replay: it gets a new request id of the
+    same millisecond, derived from the row (a replay of it derives the same one),
+    that names the first as client_request_id unless it names another already, and
+    is inserted too."""
     from apps.core.context import request_id_at
 
     columns = _columns()
@@ -593,7 +618,9 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
     )
     cursor.execute(
         sql.SQL(
-            "SELECT s.ctid, s.ts FROM spool_replay s "
+            "SELECT s.ctid, s.ts, concat_ws(',', s.request_id, extract(epoch FROM s.ts),"
+            " s.member_id, s.status, s.latency_ms, s.door, s.requester)"
+            " FROM spool_replay s "
             "WHERE NOT EXISTS (SELECT FROM {table} t WHERE t.request_id = s.request_id"
             " AND t.ts = s.ts AND {same}) "
             "AND NOT EXISTS (SELECT FROM {table} t WHERE t.ts = s.ts"
@@ -601,8 +628,10 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
         ).format(table=target, same=sql.SQL(same))  # type: ignore[arg-type]
     )
     fresh = []
-    for ctid, ts in cursor.fetchall():
-        fresh.append(request_id_at(ts))
+    for ctid, ts, identity in cursor.fetchall():
+        # The same row replayed later gets the same new id, which its first pass
+        # took: the insert below then skips it like any replayed row.
+        fresh.append(request_id_at(ts, identity.encode()))
         cursor.execute(
             "UPDATE spool_replay SET request_id = %s, client_request_id = "
             "COALESCE(client_request_id, request_id::text) WHERE ctid = %s",
@@ -643,6 +672,8 @@ def _line_end(spool: _File, start: int, end: int) -> int | None:
     position = start
     while position < end:
         chunk = os.pread(spool.fd, min(end - position, BATCH_BYTES), position)
+        if not chunk:
+            return None
         found = chunk.find(b"\n")
         if found >= 0:
             return position + found + 1

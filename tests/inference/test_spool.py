@@ -8,6 +8,7 @@ their own instead of the test's transaction."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -475,3 +476,44 @@ def test_two_different_rows_under_one_request_id_are_both_kept(
     fresh = rows[1][0]
     assert fresh != first["request_id"]
     assert uuid7_time(fresh) == uuid7_time(first["request_id"])  # same partition, ts
+
+
+def test_a_rekeyed_row_that_names_its_own_client_id_is_not_written_again(
+    group, spool, django_db_blocker
+):
+    """An OIP caller's body id is the row's client_request_id: the re-keyed row keeps
+    it, and its replay must still be recognised (its new id is derived from it)."""
+    with django_db_blocker.unblock(), _tenant():
+        first = _row(group, latency_ms=1.5, client_request_id="req-1")
+        second = {**first, "latency_ms": 2.5}
+        log_write(group.pk, first)
+        spool.flush()
+        log_write(group.pk, second)
+        spool.flush()
+        assert spool.own is not None  # the batch of the second, replayed twice
+        for _ in range(2):
+            assert spool._write([_line(group, second)], spool.own) == 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM inference_log_g{group.pk} "
+                "WHERE client_request_id = 'req-1'"
+            )
+            count = cursor.fetchone()[0]
+
+    assert count == 2
+
+
+def test_a_drain_told_of_more_than_the_file_holds_stops(tmp_path, monkeypatch):
+    """An end beyond the file (a new file read with its predecessor's length) must
+    not spin: the drain stops at what the file holds."""
+    monkeypatch.setattr(spool_module, "BATCH_BYTES", 64)
+    path = tmp_path / f"short{spool_module.SUFFIX}"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDWR)
+    short = spool_module._File(path, fd)
+    try:
+        started = time.monotonic()
+        assert Spool(tmp_path)._drain_file(short, 10 * 64) == 0
+        assert time.monotonic() - started < 1 and short.offset == 0
+    finally:
+        short.close()
