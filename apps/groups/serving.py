@@ -475,7 +475,7 @@ def predict(
     }
 
     def attempt(
-        chosen: routing.RouteMember, rid: str, client_id: str | None
+        chosen: routing.RouteMember, *, may_fall_back: bool
     ) -> tuple[Any, float]:
         version = route.versions[chosen.version_id]
         t0 = time.perf_counter()
@@ -495,11 +495,16 @@ def predict(
             ) from exc
         except InvocationError as exc:
             model_ms = (time.perf_counter() - t0) * 1000
+            # A challenger that may fall back logs its failure under a fresh id that
+            # names the request's: the request id is then the champion's answer's.
+            failed_id, client_id = (
+                (new_request_id(), rid) if may_fall_back else (rid, client_request_id)
+            )
             _log_once(
                 route.group_id,
                 {
                     **base_row,
-                    "request_id": rid,
+                    "request_id": failed_id,
                     "client_request_id": client_id,
                     "member_id": chosen.member_id,
                     "version_id": chosen.version_id,
@@ -521,11 +526,7 @@ def predict(
         table.fallback_to_champion and member.role != "champion" and champion
     )
     try:
-        # A challenger that may fall back logs its failure under a fresh id that
-        # names the request's (client_request_id): the request id is then the
-        # champion's answer's.
-        first = (new_request_id(), rid) if can_fall_back else (rid, client_request_id)
-        outputs, model_ms = attempt(member, *first)
+        outputs, model_ms = attempt(member, may_fall_back=can_fall_back)
     except InvocationError as exc:
         if not can_fall_back:
             raise ApplicationError(
@@ -534,7 +535,7 @@ def predict(
         assert champion is not None
         member, fell_back = champion, True
         try:
-            outputs, model_ms = attempt(member, rid, client_request_id)
+            outputs, model_ms = attempt(member, may_fall_back=False)
         except InvocationError as again:
             raise ApplicationError(
                 again.message, code=again.code, status_code=again.status_code

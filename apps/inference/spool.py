@@ -376,10 +376,13 @@ class Spool:
         autocommit): one statement, two round trips. A replay makes a partial
         success harmless. Refused lines are kept once the whole batch went through
         (a batch retried after an error refuses them again)."""
+        from apps.inference.writer import FIELDS
+
+        tabs = len(FIELDS) + 2  # after schema, organisation and group
         refused: list[tuple[list[bytes], str]] = []
         targets: dict[tuple[str, int, int], list[bytes]] = defaultdict(list)
         for line in lines:
-            key = _parse(line)
+            key = _parse(line, tabs)
             if key is None:
                 refused.append(([line], "not a spool line of this version"))
             else:
@@ -538,14 +541,12 @@ def _columns() -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS)
 
 
-def _parse(line: bytes) -> tuple[str, int, int] | None:
+def _parse(line: bytes, tabs: int) -> tuple[str, int, int] | None:
     """(schema, organisation id, group id) of a spool line, or None when it is not
-    one of this version (the field count names the version)."""
-    from apps.inference.writer import FIELDS
-
+    one of this version: `tabs` separators (the field count names the version)."""
     try:
         schema, tenant_id, group_id, _ = line.split(b"\t", 3)
-        if line.count(b"\t") != len(FIELDS) + 2 or not line.endswith(b"\n"):
+        if line.count(b"\t") != tabs or not line.endswith(b"\n"):
             return None
         return schema.decode(), int(tenant_id), int(group_id)
     except ValueError:  # too few fields, not a number, not UTF-8

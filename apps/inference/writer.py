@@ -185,11 +185,15 @@ def log_write(group_id: int, row: dict[str, Any]) -> bool:
     values = row_values(row)
     schema = current_schema()
     spool = active_spool() if settings.INFERENCE_LOG_MODE == "spool" else None
-    # The organisation's id goes into the line; a bare schema (schema_context) has none.
-    tenant_id = getattr(getattr(connection, "tenant", None), "pk", None)
-    if spool is not None and tenant_id is not None and not connection.in_atomic_block:
-        line = encode_line(schema, tenant_id, group_id, values)
-        if len(line) <= MAX_LINE_BYTES:
+    if spool is not None and not connection.in_atomic_block:
+        # The line names the organisation; a bare schema (schema_context) has none.
+        tenant_id = getattr(getattr(connection, "tenant", None), "pk", None)
+        line = (
+            b""
+            if tenant_id is None
+            else encode_line(schema, tenant_id, group_id, values)
+        )
+        if line and len(line) <= MAX_LINE_BYTES:
             try:
                 spool.append(line)
                 return True
