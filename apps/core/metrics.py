@@ -247,6 +247,12 @@ class DatabaseCollector:
                 state.pending_bytes,
             ),
             (
+                "modelhub_inference_spool_held_files",
+                "Spool files holding the rows of a table that refuses them for now "
+                "(a missing column, a revoked privilege), retried on their own.",
+                state.held_files,
+            ),
+            (
                 "modelhub_inference_spool_refused_rows",
                 "Log rows PostgreSQL refused, kept in the spool's rejected/ folder.",
                 state.refused_rows,

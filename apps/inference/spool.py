@@ -24,6 +24,12 @@ Durability, as `docs/serving.md` states it:
 - PostgreSQL being down, read-only or refusing for any other reason than the row
   itself delays the rows, it does not lose them: the drain retries with a back-off and
   the file keeps growing meanwhile.
+- One table refusing every row for a reason of its own that may be mended (a column
+  missing from an old table, a privilege revoked on one schema) does not hold up the
+  other tables, of this tenant or any other: its lines are moved to a *held* file of
+  their own (`<host>.<pid>.<time>.<schema>.g<group>.held.spool`, owned and adopted like
+  any spool file) and retried on their own, with a back-off of up to
+  HOLD_RETRY_MAX_SECONDS, until the table takes them.
 - A crash of PostgreSQL loses nothing either: each batch's commit waits for the WAL
   flush before the file's offset moves past its rows (one flush per batch, off the
   request path; the direct mode's default skips it per row).
@@ -79,6 +85,9 @@ OWNER_TRUST_SECONDS = 1.0
 # A backlog at least this large is drained at once, without waiting for more rows.
 BUSY_BYTES = 64 * 1024
 ROTATE_BYTES = 64 * 1024 * 1024
+# A held table's lines are tried again after 2, 4, 8 ... seconds, at most this long.
+HOLD_RETRY_MAX_SECONDS = 60.0
+HELD = ".held"
 
 
 def copy_text(value: Any) -> str:
@@ -148,6 +157,17 @@ class _File:
         os.close(self.fd)
 
 
+@dataclass(eq=False)
+class _Held:
+    """The lines of one table that refuses them for now, in a file of their own."""
+
+    file: _File
+    written: int = 0
+    failures: int = 0
+    retry_at: float = 0.0
+    error: str = ""
+
+
 @dataclass
 class Spool:
     """The process's spool: its own file, and the thread that drains it.
@@ -173,6 +193,8 @@ class Spool:
     backoff: float = 0.0
     explain_queued: dict[tuple[str, int], float] = field(default_factory=dict)
     owner_seen: dict[str, tuple[int | None, float]] = field(default_factory=dict)
+    # (schema, organisation id, group id) -> its held lines (guarded by `draining`).
+    held: dict[tuple[str, int, int], _Held] = field(default_factory=dict)
 
     # --- the request side ----------------------------------------------------------
 
@@ -196,10 +218,10 @@ class Spool:
         if not self.wake.is_set():
             self.wake.set()
 
-    def _create(self) -> _File:
+    def _create(self, tag: str = "") -> _File:
         # Rows hold the predictions' inputs and outputs: readable by this user only.
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stem = f"{socket.gethostname()}.{os.getpid()}.{time.time_ns()}"
+        stem = f"{socket.gethostname()}.{os.getpid()}.{time.time_ns()}{tag}"
         temporary = self.directory / f"{stem}.new"
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
@@ -239,6 +261,7 @@ class Spool:
                 self.drain()
                 if time.monotonic() - self.last_adopt >= adopt_every:
                     self.adopt()
+                self.retry_held()
                 self.backoff = 0.0
             except psycopg.Error as exc:  # unreachable, read-only, ...: not the rows
                 with self.draining:
@@ -295,8 +318,9 @@ class Spool:
         return total
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every line appended before the call is in its table (tests,
-        benchmarks and a process's exit). TimeoutError after `timeout` seconds."""
+        """Wait until every line appended before the call is in its table, or held
+        for a table that refuses it for now, or refused (tests, benchmarks and a
+        process's exit). TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self.lock:
             own, target = self.own, self.written
@@ -331,6 +355,7 @@ class Spool:
         self.last_adopt = time.monotonic()
         folder = directory or self.directory
         mine = {f.path for f in (self.own, *self.retiring) if f is not None}
+        mine.update(held.file.path for held in list(self.held.values()))
         total = 0
         for path in sorted(folder.glob(f"*{SUFFIX}")):
             if path in mine:
@@ -349,7 +374,73 @@ class Spool:
                 raise
         return total
 
-    def _drain_file(self, spool: _File, end: int) -> int:
+    def retry_held(self, *, now: float | None = None) -> int:
+        """Try again the held tables whose back-off is over; returns rows written.
+        A held file the table took whole is removed."""
+        now = time.monotonic() if now is None else now
+        total = 0
+        for key, held in list(self.held.items()):
+            if held.retry_at > now:
+                continue
+            with self.draining:
+                try:
+                    total += self._drain_file(held.file, held.written, hold=False)
+                except psycopg.Error as exc:
+                    if not _stalls_table(exc):
+                        raise
+                    self._held_again(key, held, exc)
+                    continue
+                if held.file.offset >= held.written:
+                    self._remove(held.file)
+                    del self.held[key]
+                    logger.warning(
+                        "inference spool: %s.%s takes its held rows again",
+                        key[0],
+                        _table_of(key[2]),
+                    )
+        return total
+
+    def _hold(
+        self, key: tuple[str, int, int], lines: list[bytes], exc: Any = None
+    ) -> None:
+        """Move one table's lines out of the way of the others' (see the module's
+        docstring): appended to its held file before the drained offset moves past
+        them, like any spool line. `exc`: the table just refused them (else it was
+        held already and is not asked again before its retry)."""
+        held = self.held.get(key)
+        if held is None:
+            schema, _, group_id = key
+            held = _Held(self._create(f".{schema}.g{group_id}{HELD}"))
+            self.held[key] = held
+        data = b"".join(lines)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(held.file.fd, view) :]
+        held.written += len(data)
+        if exc is not None:
+            self._held_again(key, held, exc, rows=len(lines))
+
+    def _held_again(
+        self, key: tuple[str, int, int], held: _Held, exc: Any, rows: int = 0
+    ) -> None:
+        held.failures += 1
+        wait = min(2.0**held.failures, HOLD_RETRY_MAX_SECONDS)
+        held.retry_at = time.monotonic() + wait
+        error = " ".join(str(exc).split())[:300]
+        if rows or error != held.error:
+            logger.error(
+                "inference spool: %s.%s refuses its rows (%s); %s held in %s, "
+                "retried in %.0f s, the other tables go on",
+                key[0],
+                _table_of(key[2]),
+                error,
+                f"{rows} more row(s)" if rows else "its rows",
+                held.file.path.name,
+                wait,
+            )
+        held.error = error
+
+    def _drain_file(self, spool: _File, end: int, *, hold: bool = True) -> int:
         total = 0
         while spool.offset < end:
             size = min(end - spool.offset, BATCH_BYTES)
@@ -366,20 +457,23 @@ class Spool:
                 _reject_span(spool, spool.offset, stop, "a line longer than a batch")
                 spool.offset = stop
             else:
-                total += self._write(chunk[:cut].splitlines(keepends=True), spool)
+                lines = chunk[:cut].splitlines(keepends=True)
+                total += self._write(lines, spool, hold=hold)
                 spool.offset += cut
             spool.record_offset()
         return total
 
-    def _write(self, lines: list[bytes], spool: _File) -> int:
+    def _write(self, lines: list[bytes], spool: _File, *, hold: bool = True) -> int:
         """A COPY per target table, each its own transaction (the connection is in
         autocommit): one statement, two round trips. A replay makes a partial
-        success harmless. Refused lines are kept once the whole batch went through
-        (a batch retried after an error refuses them again)."""
+        success harmless. Refused lines are kept, and the lines of a table that
+        stalls are held (`hold`; otherwise its error is raised), once the whole batch
+        went through (a batch retried after an error refuses them again)."""
         from apps.inference.writer import FIELDS
 
         tabs = len(FIELDS) + 2  # after schema, organisation and group
         refused: list[tuple[list[bytes], str]] = []
+        stalled: list[tuple[tuple[str, int, int], list[bytes], Any]] = []
         targets: dict[tuple[str, int, int], list[bytes]] = defaultdict(list)
         for line in lines:
             key = _parse(line, tabs)
@@ -392,19 +486,33 @@ class Spool:
         if targets:
             conn = self._connection()
             owners = self._owners(conn, {schema for schema, _, _ in targets})
-            for (schema, tenant_id, group_id), rows in targets.items():
+            for key, rows in targets.items():
+                schema, tenant_id, group_id = key
                 if owners.get(schema) != tenant_id:
                     reason = (
                         f"schema {schema} no longer belongs to organisation {tenant_id}"
                     )
                     refused.append((rows, reason))
                     continue
+                if hold and key in self.held:  # stalled: in order after its others
+                    stalled.append((key, rows, None))
+                    continue
                 target = _target(schema, group_id)
-                written += self._copy(conn, target, rows, refused)
+                mark = len(refused)
+                try:
+                    written += self._copy(conn, target, rows, refused)
+                except psycopg.Error as error:
+                    if not hold or not _stalls_table(error):
+                        raise
+                    del refused[mark:]  # held whole, refused again when retried
+                    stalled.append((key, rows, error))
+                    continue
                 if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
                     explain.append((schema, group_id))
         for kept, reason in refused:
             _reject_lines(spool, kept, reason)
+        for key, rows, cause in stalled:
+            self._hold(key, rows, cause)
         for schema, group_id in explain:
             self._explain_soon(schema, group_id)
         return written
@@ -507,7 +615,7 @@ class Spool:
 
     def stop(self) -> None:
         """At the process's exit: stop the thread, drain what is left; a file that
-        cannot be drained now stays for adoption."""
+        cannot be drained now, held lines included, stays for adoption."""
         self.stopping = True
         self.wake.set()
         thread = self.thread
@@ -524,6 +632,9 @@ class Spool:
                 self._remove(own)
         if self.draining.acquire(timeout=1.0):
             try:
+                for held in self.held.values():
+                    held.file.close()  # its lock goes: another process adopts it
+                self.held.clear()
                 self._disconnect()
             finally:
                 self.draining.release()
@@ -572,14 +683,29 @@ def _owners(conn: psycopg.Connection[Any], schemas: set[str]) -> dict[str, int]:
 
 def _refused(exc: psycopg.Error) -> str | None:
     """Whether PostgreSQL refuses the rows themselves ("rows": a value, a key), or
-    their table is gone ("table"); None for anything else (unreachable, read-only,
-    out of space, a missing privilege...), which is retried."""
+    their table is gone ("table"); None for anything else: the batch is retried,
+    or the table's lines are held (_stalls_table)."""
     state = exc.sqlstate or ""
     if state in ("42P01", "3F000"):  # undefined table, invalid schema name
         return "table"
     if state[:2] in ("22", "23"):  # data exception, integrity constraint violation
         return "rows"
     return None
+
+
+def _stalls_table(exc: psycopg.Error) -> bool:
+    """Whether the error is one table's own and lasts until someone mends it (an
+    undefined column, a missing privilege, a type that no longer matches: SQLSTATE
+    class 42 and 0A): its lines are held and the other tables go on. Anything else
+    (unreachable, read-only, out of space) is everyone's: the batch is retried."""
+    state = exc.sqlstate or ""
+    return state[:2] in ("42", "0A")
+
+
+def _table_of(group_id: int) -> str:
+    from apps.inference.tables import table_name
+
+    return table_name(group_id)
 
 
 def _copy_into(cursor: psycopg.Cursor[Any], target: Any, rows: Iterable[bytes]) -> None:
@@ -732,22 +858,24 @@ class Backlog:
     files: int  # spool files, of live processes or waiting for adoption
     pending_bytes: int  # written to them but not yet drained
     refused_rows: int  # kept in rejected/
+    held_files: int = 0  # of those files, lines held for a table that refuses them
 
 
 def backlog(directory: Path) -> Backlog:
     """What the spool directory holds right now (for /metrics and the command)."""
-    files = pending = refused = 0
+    files = pending = refused = held = 0
     for path in directory.glob(f"*{SUFFIX}"):
         try:
             size = path.stat().st_size
         except FileNotFoundError:  # drained and removed meanwhile
             continue
         files += 1
+        held += path.name.endswith(HELD + SUFFIX)
         pending += max(size - _read_offset(path), 0)
     for path in (directory / "rejected").glob(f"*{SUFFIX}"):
         with open(path, "rb") as lines:
             refused += sum(1 for line in lines if line.startswith(b"# "))
-    return Backlog(files, pending, refused)
+    return Backlog(files, pending, refused, held)
 
 
 _spool: Spool | None = None

@@ -285,6 +285,7 @@ def test_metrics_show_this_hosts_backlog_to_the_operator_only(
     assert gauges(None) == {
         "modelhub_inference_spool_files": 1,
         "modelhub_inference_spool_backlog_bytes": len(b"".join(lines)),
+        "modelhub_inference_spool_held_files": 0,
         "modelhub_inference_spool_refused_rows": 1,
     }
     assert gauges(SCHEMA) == {}  # a tenant's scrape: the spool mixes tenants
@@ -516,3 +517,99 @@ def test_a_drain_told_of_more_than_the_file_holds_stops(tmp_path, monkeypatch):
         assert time.monotonic() - started < 1 and short.offset == 0
     finally:
         short.close()
+
+
+@contextmanager
+def _second_table(group: Any) -> Iterator[int]:
+    """Another group's log table in the same schema, dropped afterwards."""
+    from apps.inference.tables import provision
+
+    other = group.pk + 1000
+    with schema_context(SCHEMA):
+        provision(other)
+    try:
+        yield other
+    finally:
+        with schema_context(SCHEMA), connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS inference_log_g{other} CASCADE")
+
+
+def _rename_column(group_id: int, old: str, new: str) -> None:
+    with schema_context(SCHEMA), connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER TABLE inference_log_g{group_id} RENAME COLUMN {old} TO {new}"
+        )
+
+
+def test_a_table_that_refuses_every_row_holds_up_no_other(
+    group, spool, django_db_blocker
+):
+    """A column missing from one table (an old table, a deploy half done) stalls
+    that table only: its rows wait in a held file of their own, the other tables'
+    rows are written, and the held rows follow once the table is mended."""
+    with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
+        _rename_column(broken, "door", "door_old")
+        first = [_row(group) for _ in range(4)]
+        for n, row in enumerate(first):
+            spool.append(_line(group, row, group_id=broken if n % 2 else None))
+        spool.flush()
+        held = spool.held[(SCHEMA, _tenant_id(), broken)]
+        assert held.failures == 1
+        # Later rows of the stalled table join the held file, not asked again.
+        later = _row(group)
+        spool.append(_line(group, later, group_id=broken))
+        spool.flush()
+        assert held.failures == 1
+        assert (
+            len(_stored(group, [first[0]["request_id"], first[2]["request_id"]])) == 2
+        )
+        assert held.file.path.name.endswith(f".{SCHEMA}.g{broken}.held.spool")
+        assert held.file.path.stat().st_mode & 0o777 == 0o600
+        assert spool_module.backlog(spool.directory).held_files == 1
+
+        assert spool.retry_held(now=held.retry_at) == 0  # still missing
+        assert held.failures == 2 and held.file.path.exists()
+
+        _rename_column(broken, "door_old", "door")
+        assert spool.retry_held(now=held.retry_at) == 3
+        with schema_context(SCHEMA), connection.cursor() as cursor:
+            cursor.execute(f"SELECT request_id::text FROM inference_log_g{broken}")
+            landed = sorted(r[0] for r in cursor.fetchall())
+
+    wanted = [first[1]["request_id"], first[3]["request_id"], later["request_id"]]
+    assert landed == sorted(wanted)
+    assert not spool.held and not held.file.path.exists()
+    assert not (spool.directory / "rejected").exists()
+
+
+def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
+    group, spool, django_db_blocker, monkeypatch
+):
+    monkeypatch.setattr(spool_module, "HOLD_RETRY_MAX_SECONDS", 0.05)
+    with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
+        _rename_column(broken, "door", "door_old")
+        gone = Spool(spool.directory)  # another process, which then dies
+        rows = [_row(group) for _ in range(2)]
+        for row in rows:
+            gone.append(_line(group, row, group_id=broken))
+        gone.drain()
+        assert gone.own is not None
+        held_path = gone.held[(SCHEMA, _tenant_id(), broken)].file.path
+        for f in (gone.own, *[h.file for h in gone.held.values()]):
+            f.close()  # it dies: its locks go
+
+        spool.adopt()  # still broken: the rows move to this process's held file
+        mine = spool.held[(SCHEMA, _tenant_id(), broken)]
+        assert not held_path.exists() and mine.file.path.exists()
+
+        _rename_column(broken, "door_old", "door")
+        deadline = time.monotonic() + 10
+        while spool.held and time.monotonic() < deadline:
+            spool.wake.set()  # the drain thread's next round retries it
+            time.sleep(0.05)
+        with schema_context(SCHEMA), connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM inference_log_g{broken}")
+            landed = cursor.fetchone()[0]
+
+    assert not spool.held and not mine.file.path.exists()
+    assert landed == 2

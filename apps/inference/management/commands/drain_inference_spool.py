@@ -32,6 +32,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"replayed {rows} row(s); {left.files} file(s) of live processes"
         )
+        if left.held_files:
+            self.stderr.write(
+                f"{left.held_files} file(s) hold rows of tables that refuse them for "
+                "now (see the log); the web processes retry them"
+            )
         if left.refused_rows:
             self.stderr.write(
                 f"{left.refused_rows} refused row(s) kept in {directory / 'rejected'}"
