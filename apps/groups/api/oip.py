@@ -20,6 +20,7 @@ from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
 from apps.core.errors import ApplicationError
 from apps.core.serializer_fields import StorableDictField, StorableJSONField
+from apps.core.serializers import RequestBodySerializer
 from apps.groups.api.views import check_body_size, requester_of
 from apps.groups.models import ModelGroup
 from apps.groups.serving import group_route, predict
@@ -60,7 +61,7 @@ class TensorSerializer(serializers.Serializer):
     data = serializers.ListField(child=StorableJSONField(nul=False))
 
 
-class InferRequestSerializer(serializers.Serializer):
+class InferRequestSerializer(RequestBodySerializer):
     id = serializers.CharField(max_length=200, required=False)
     parameters = StorableDictField(nul=False, required=False)
     inputs = TensorSerializer(many=True, min_length=1)

@@ -20,6 +20,7 @@ from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.core.serializer_fields import StorableDictField, StorableJSONField
+from apps.core.serializers import RequestBodySerializer
 from apps.groups.api.views import check_body_size, requester_of
 from apps.groups.models import ModelGroup
 from apps.groups.serving import group_route, predict
@@ -37,7 +38,7 @@ PASSED_PARAMETERS = (
 )
 
 
-class ChatRequestSerializer(serializers.Serializer):
+class ChatRequestSerializer(RequestBodySerializer):
     model = serializers.CharField(max_length=100, help_text="A group slug.")
     # NUL characters pass: the log stores U+FFFD in their place (apps.inference.writer).
     messages = serializers.ListField(child=StorableDictField(nul=False), min_length=1)

@@ -3,6 +3,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.core.serializer_fields import STORABLE_FIELD_MAPPING, StorableJSONField
+from apps.core.serializers import RequestBodySerializer
 from apps.groups.models import Membership, ModelGroup
 
 
@@ -115,7 +116,7 @@ class StatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ModelGroup.Status.choices)
 
 
-class PredictInSerializer(serializers.Serializer):
+class PredictInSerializer(RequestBodySerializer):
     # NUL characters pass: the log stores U+FFFD in their place (apps.inference.writer).
     inputs = StorableJSONField(
         nul=False,
@@ -171,7 +172,7 @@ class FeedbackItemSerializer(serializers.Serializer):
         return attrs
 
 
-class FeedbackInSerializer(serializers.Serializer):
+class FeedbackInSerializer(RequestBodySerializer):
     request_id = serializers.CharField(max_length=64, required=False)
     label = StorableJSONField(required=False)
     value = serializers.FloatField(required=False)

@@ -1,0 +1,93 @@
+"""RequestBodySerializer: fields built once per class and thread, validation as
+DRF's own (apps/core/serializers.py)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.core.serializers import RequestBodySerializer
+
+
+class _Rules:
+    def validate_count(self, value: int) -> int:
+        if value == 13:
+            raise serializers.ValidationError(f"not {value}")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("flag") and not attrs.get("items"):
+            raise serializers.ValidationError({"items": "needed with flag"})
+        return attrs
+
+
+class PlainItem(serializers.Serializer):
+    name = serializers.CharField(max_length=5)
+
+
+class Item(RequestBodySerializer):
+    name = serializers.CharField(max_length=5)
+
+
+class PlainBody(_Rules, serializers.Serializer):  # DRF's own way: the oracle
+    count = serializers.IntegerField(min_value=1)
+    items = PlainItem(many=True, required=False)
+    flag = serializers.BooleanField(default=False)
+
+
+class Body(_Rules, RequestBodySerializer):
+    count = serializers.IntegerField(min_value=1)
+    items = Item(many=True, required=False)
+    flag = serializers.BooleanField(default=False)
+
+
+def _result(cls: type, data: Any) -> Any:
+    body = cls(data=data)
+    return body.validated_data if body.is_valid() else {"errors": body.errors}
+
+
+BODIES = [
+    {"count": 2, "items": [{"name": "a"}]},
+    {"count": 0},
+    {"count": 13},
+    {"count": 1, "items": [{"name": "toolong"}, {"name": "ok"}, {}]},
+    {"count": 1, "flag": True},
+    {"count": "x", "items": "no"},
+    {},
+    [],
+    {"count": 3},
+]
+
+
+def test_fields_are_built_once_per_thread_and_validate_as_drf_does():
+    assert Body(data={}).fields is Body(data={}).fields
+    assert PlainBody(data={}).fields is not PlainBody(data={}).fields
+    # One after the other on the shared fields, each body gets its own result.
+    for data in BODIES:
+        assert _result(Body, data) == _result(PlainBody, data), data
+
+
+def test_threads_validate_at_once_on_fields_of_their_own():
+    seen: dict[int, Any] = {}
+    wrong: list[Any] = []
+    start = threading.Barrier(4)
+
+    def work(n: int) -> None:
+        start.wait()
+        seen[n] = Body(data={}).fields
+        for i in range(300):
+            count = n * 1000 + i + 100
+            got = _result(Body, {"count": count, "items": [{"name": str(n)}]})
+            if got != {"count": count, "items": [{"name": str(n)}], "flag": False}:
+                wrong.append(got)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not wrong
+    assert len({id(fields) for fields in seen.values()}) == 4
