@@ -375,29 +375,39 @@ class Spool:
         return total
 
     def retry_held(self, *, now: float | None = None) -> int:
-        """Try again the held tables whose back-off is over; returns rows written.
-        A held file the table took whole is removed."""
+        """Try again the held tables whose back-off is over, a batch each (the other
+        tables wait for the drain meanwhile, so a long backlog is replayed over
+        several rounds); returns rows written. A held file the table took whole is
+        removed."""
         now = time.monotonic() if now is None else now
         total = 0
+        more = False
         for key, held in list(self.held.items()):
             if held.retry_at > now:
                 continue
             with self.draining:
+                if self.held.get(key) is not held or held.file.closed:
+                    continue  # retried by another caller meanwhile, or stopped
+                end = min(held.written, held.file.offset + BATCH_BYTES)
                 try:
-                    total += self._drain_file(held.file, held.written, hold=False)
+                    total += self._drain_file(held.file, end, hold=False)
                 except psycopg.Error as exc:
                     if not _stalls_table(exc):
                         raise
                     self._held_again(key, held, exc)
                     continue
-                if held.file.offset >= held.written:
-                    self._remove(held.file)
-                    del self.held[key]
-                    logger.warning(
-                        "inference spool: %s.%s takes its held rows again",
-                        key[0],
-                        _table_of(key[2]),
-                    )
+                if held.file.offset < held.written:
+                    more = True
+                    continue
+                self._remove(held.file)
+                del self.held[key]
+                logger.warning(
+                    "inference spool: %s.%s takes its held rows again",
+                    key[0],
+                    _table_of(key[2]),
+                )
+        if more:
+            self.wake.set()  # the next batch in the drain's next round
         return total
 
     def _hold(
@@ -405,8 +415,9 @@ class Spool:
     ) -> None:
         """Move one table's lines out of the way of the others' (see the module's
         docstring): appended to its held file before the drained offset moves past
-        them, like any spool line. `exc`: the table just refused them (else it was
-        held already and is not asked again before its retry)."""
+        them, like any spool line; a failed write is taken back whole (the batch is
+        retried). `exc`: the table just refused them (else it was held already and
+        is not asked again before its retry)."""
         held = self.held.get(key)
         if held is None:
             schema, _, group_id = key
@@ -414,8 +425,12 @@ class Spool:
             self.held[key] = held
         data = b"".join(lines)
         view = memoryview(data)
-        while view:
-            view = view[os.write(held.file.fd, view) :]
+        try:
+            while view:
+                view = view[os.write(held.file.fd, view) :]
+        except OSError:
+            os.ftruncate(held.file.fd, held.written)  # never half a line
+            raise
         held.written += len(data)
         if exc is not None:
             self._held_again(key, held, exc, rows=len(lines))
@@ -424,7 +439,8 @@ class Spool:
         self, key: tuple[str, int, int], held: _Held, exc: Any, rows: int = 0
     ) -> None:
         held.failures += 1
-        wait = min(2.0**held.failures, HOLD_RETRY_MAX_SECONDS)
+        # 2, 4, 8 ... seconds (the exponent bounded: 2.0 ** 1024 overflows).
+        wait = min(2.0 ** min(held.failures, 16), HOLD_RETRY_MAX_SECONDS)
         held.retry_at = time.monotonic() + wait
         error = " ".join(str(exc).split())[:300]
         if rows or error != held.error:
@@ -509,10 +525,10 @@ class Spool:
                     continue
                 if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
                     explain.append((schema, group_id))
+        for key, rows, cause in stalled:  # first: a failed write retries the batch
+            self._hold(key, rows, cause)
         for kept, reason in refused:
             _reject_lines(spool, kept, reason)
-        for key, rows, cause in stalled:
-            self._hold(key, rows, cause)
         for schema, group_id in explain:
             self._explain_soon(schema, group_id)
         return written
@@ -925,8 +941,11 @@ def _at_exit() -> None:
 
 def _forget_after_fork() -> None:
     global _spool, _spool_lock
-    if _spool is not None and _spool.own is not None:
-        _spool.own.close()  # the parent's lock stays the parent's
+    if _spool is not None:  # the parent's locks stay the parent's
+        held = [h.file for h in _spool.held.values()]
+        for inherited in (_spool.own, *_spool.retiring, *held):
+            if inherited is not None:
+                inherited.close()
     _spool, _spool_lock = None, threading.Lock()
 
 

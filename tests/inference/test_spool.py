@@ -541,12 +541,23 @@ def _rename_column(group_id: int, old: str, new: str) -> None:
         )
 
 
+def _pause_drain(spool: Spool) -> None:
+    """Stop the drain thread, so that the test's own drain and retry calls are the
+    only ones (flush drains by itself); `spool.start()` starts it again."""
+    spool.stopping = True
+    spool.wake.set()
+    assert spool.thread is not None
+    spool.thread.join(timeout=10)
+    spool.stopping = False
+
+
 def test_a_table_that_refuses_every_row_holds_up_no_other(
     group, spool, django_db_blocker
 ):
     """A column missing from one table (an old table, a deploy half done) stalls
     that table only: its rows wait in a held file of their own, the other tables'
     rows are written, and the held rows follow once the table is mended."""
+    _pause_drain(spool)
     with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
         _rename_column(broken, "door", "door_old")
         first = [_row(group) for _ in range(4)]
@@ -588,6 +599,7 @@ def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
     monkeypatch.setattr(spool_module, "HOLD_RETRY_MAX_SECONDS", 0.05)
     with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
         _rename_column(broken, "door", "door_old")
+        _pause_drain(spool)
         gone = Spool(spool.directory)  # another process, which then dies
         rows = [_row(group) for _ in range(2)]
         for row in rows:
@@ -595,6 +607,7 @@ def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
         gone.drain()
         assert gone.own is not None
         held_path = gone.held[(SCHEMA, _tenant_id(), broken)].file.path
+        gone._disconnect()
         for f in (gone.own, *[h.file for h in gone.held.values()]):
             f.close()  # it dies: its locks go
 
@@ -603,6 +616,7 @@ def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
         assert not held_path.exists() and mine.file.path.exists()
 
         _rename_column(broken, "door_old", "door")
+        spool.start()
         deadline = time.monotonic() + 10
         while spool.held and time.monotonic() < deadline:
             spool.wake.set()  # the drain thread's next round retries it
@@ -613,3 +627,41 @@ def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
 
     assert not spool.held and not mine.file.path.exists()
     assert landed == 2
+
+
+def test_a_failed_write_to_a_held_file_is_taken_back_and_the_back_off_bounded(
+    tmp_path, monkeypatch
+):
+    """Half a line never stays in a held file (the disk filled mid-write: the batch
+    is retried); a table broken for days is still retried every minute."""
+    import psycopg
+
+    own = Spool(tmp_path)
+    key = ("spooled", 1, 2)
+    error = psycopg.errors.UndefinedColumn("column door does not exist")
+    own._hold(key, [b"first line\n"], error)
+    held = own.held[key]
+
+    real_write = os.write
+    calls = {"n": 0}
+
+    def disk_fills(fd: int, data: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:5]))  # a short write, then no space
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "write", disk_fills)
+    with pytest.raises(OSError):
+        own._hold(key, [b"second line\n", b"third line\n"])
+    monkeypatch.setattr(spool_module.os, "write", real_write)
+    own._hold(key, [b"fourth line\n"])
+
+    assert held.file.path.read_bytes() == b"first line\nfourth line\n"
+    assert held.written == len(b"first line\nfourth line\n")
+
+    held.failures = 5000  # 2.0 ** 5000 would overflow
+    before = time.monotonic()
+    own._held_again(key, held, error)
+    assert held.retry_at - before <= spool_module.HOLD_RETRY_MAX_SECONDS + 1
+    held.file.close()

@@ -30,12 +30,14 @@ class Command(BaseCommand):
             spool.stop()
         left = backlog(directory)
         self.stdout.write(
-            f"replayed {rows} row(s); {left.files} file(s) of live processes"
+            f"replayed {rows} row(s); "
+            f"{left.files - left.held_files} file(s) of live processes"
         )
         if left.held_files:
             self.stderr.write(
-                f"{left.held_files} file(s) hold rows of tables that refuse them for "
-                "now (see the log); the web processes retry them"
+                f"{left.held_files} held file(s): rows of tables that refuse them "
+                "until mended (see the log); a web process logging through the "
+                "spool, or this command run again, retries them"
             )
         if left.refused_rows:
             self.stderr.write(
