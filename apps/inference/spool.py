@@ -450,7 +450,7 @@ class Spool:
                 key[0],
                 _table_of(key[2]),
                 error,
-                f"{rows} more row(s)" if rows else "its rows",
+                f"{rows} row(s)" if rows else "its rows",
                 held.file.path.name,
                 wait,
             )
