@@ -7,6 +7,7 @@ from typing import Any
 
 from django.utils.functional import cached_property
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 _built = threading.local()
 
@@ -20,19 +21,37 @@ _built = threading.local()
 # serializer's cost (a prediction's body 71 -> 41 us, a chat completion's
 # 199 -> 43 us, an OIP inference request's 398 -> 200 us).
 #
-# The fields are bound to a blank instance of the class, so none of them may read
-# the serializer's `context`, `instance` or `partial`; validation itself
-# (`validate_<field>`, `validate`) runs on the instance as usual. A thread
-# validates one body at a time, so no two validations share a field.
+# The fields are bound to a blank instance of the class (bound to the first real
+# one, they would keep its body alive and name it as their root), so none of them
+# may read the serializer's `context`, `instance` or `partial`: passing any of
+# them is refused, and so is a mutable default, which requests would share.
+# Validation itself (`validate_<field>`, `validate`) runs on the instance as usual;
+# DRF keeps no state of a validation on its fields, so one thread may validate
+# bodies one inside another.
 class RequestBodySerializer(serializers.Serializer):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, declared in getattr(cls, "_declared_fields", {}).items():
+            if isinstance(declared.default, list | dict | set):
+                raise TypeError(
+                    f"{cls.__name__}.{name}: a mutable default would be shared by "
+                    "every request; give a callable (e.g. default=list)."
+                )
+
+    def __init__(self, instance: Any = None, data: Any = empty, **kwargs: Any) -> None:
+        if instance is not None or kwargs.get("partial") or kwargs.get("context"):
+            raise TypeError(
+                f"{type(self).__name__} validates a request body only: no instance, "
+                "partial or context."
+            )
+        super().__init__(instance, data, **kwargs)
+
     @cached_property
     def fields(self) -> Any:
         cache: dict[type, Any] = _built.__dict__.setdefault("fields", {})
         fields = cache.get(type(self))
         if fields is None:
             blank = type(self)()
-            # DRF's own property on the blank instance (not this one: it would
-            # come back here).
             fields = serializers.Serializer.fields.func(blank)  # type: ignore[attr-defined]
             cache[type(self)] = fields
         return fields

@@ -27,9 +27,10 @@ Durability, as `docs/serving.md` states it:
 - One table refusing every row for a reason of its own that may be mended (a column
   missing from an old table, a privilege revoked on one schema) does not hold up the
   other tables, of this tenant or any other: its lines are moved to a *held* file of
-  their own (`<host>.<pid>.<time>.<schema>.g<group>.held.spool`, owned and adopted like
-  any spool file) and retried on their own, with a back-off of up to
-  HOLD_RETRY_MAX_SECONDS, until the table takes them.
+  their own (`<host>.<pid>.<time>.<schema>.g<group>.held.spool`, owned like any spool
+  file; a dead process's is taken over as it is) and retried on their own, a batch at
+  a time with a back-off of up to HOLD_RETRY_MAX_SECONDS, until the table takes them
+  (at most MAX_HELD_FILES per process; past that the batch waits as a whole).
 - A crash of PostgreSQL loses nothing either: each batch's commit waits for the WAL
   flush before the file's offset moves past its rows (one flush per batch, off the
   request path; the direct mode's default skips it per row).
@@ -87,6 +88,9 @@ BUSY_BYTES = 64 * 1024
 ROTATE_BYTES = 64 * 1024 * 1024
 # A held table's lines are tried again after 2, 4, 8 ... seconds, at most this long.
 HOLD_RETRY_MAX_SECONDS = 60.0
+# Held files a process keeps open at most (each is a descriptor). Beyond that, a
+# table's error makes its batch wait as a whole, as when PostgreSQL is down.
+MAX_HELD_FILES = 64
 HELD = ".held"
 
 
@@ -161,6 +165,7 @@ class _File:
 class _Held:
     """The lines of one table that refuses them for now, in a file of their own."""
 
+    key: tuple[str, int, int]  # (schema, organisation id, group id)
     file: _File
     written: int = 0
     failures: int = 0
@@ -195,6 +200,8 @@ class Spool:
     owner_seen: dict[str, tuple[int | None, float]] = field(default_factory=dict)
     # (schema, organisation id, group id) -> its held lines (guarded by `draining`).
     held: dict[tuple[str, int, int], _Held] = field(default_factory=dict)
+    # Held files of processes that are gone, retried as they are, never appended to.
+    adopted: list[_Held] = field(default_factory=list)
 
     # --- the request side ----------------------------------------------------------
 
@@ -355,13 +362,16 @@ class Spool:
         self.last_adopt = time.monotonic()
         folder = directory or self.directory
         mine = {f.path for f in (self.own, *self.retiring) if f is not None}
-        mine.update(held.file.path for held in list(self.held.values()))
+        mine.update(held.file.path for held in self._held_files())
         total = 0
         for path in sorted(folder.glob(f"*{SUFFIX}")):
             if path in mine:
                 continue
             orphan = _lock_orphan(path)
             if orphan is None:
+                continue
+            if path.name.endswith(HELD + SUFFIX):
+                self._adopt_held(orphan)
                 continue
             try:
                 with self.draining:
@@ -374,6 +384,28 @@ class Spool:
                 raise
         return total
 
+    def _held_files(self) -> list[_Held]:
+        return [*list(self.held.values()), *list(self.adopted)]
+
+    def _is_current(self, held: _Held) -> bool:
+        return not held.file.closed and (
+            self.held.get(held.key) is held or any(h is held for h in self.adopted)
+        )
+
+    def _adopt_held(self, orphan: _File) -> None:
+        """Take over a dead process's held file as it is (a batch per round later,
+        like this process's own): not copied, and no drain waits for it now."""
+        try:
+            with self.draining:
+                size = os.fstat(orphan.fd).st_size
+                first = os.pread(orphan.fd, min(size, 4096), 0).split(b"\n", 1)[0]
+                key = _parse(first + b"\n", first.count(b"\t")) or ("?", 0, 0)
+                self.adopted.append(_Held(key, orphan, written=size))
+        except BaseException:
+            orphan.close()  # the lock goes with it; someone retries later
+            raise
+        logger.info("inference spool: adopted the held file %s", orphan.path.name)
+
     def retry_held(self, *, now: float | None = None) -> int:
         """Try again the held tables whose back-off is over, a batch each (the other
         tables wait for the drain meanwhile, so a long backlog is replayed over
@@ -382,11 +414,11 @@ class Spool:
         now = time.monotonic() if now is None else now
         total = 0
         more = False
-        for key, held in list(self.held.items()):
+        for held in self._held_files():
             if held.retry_at > now:
                 continue
             with self.draining:
-                if self.held.get(key) is not held or held.file.closed:
+                if not self._is_current(held):
                     continue  # retried by another caller meanwhile, or stopped
                 end = min(held.written, held.file.offset + BATCH_BYTES)
                 try:
@@ -394,17 +426,20 @@ class Spool:
                 except psycopg.Error as exc:
                     if not _stalls_table(exc):
                         raise
-                    self._held_again(key, held, exc)
+                    self._held_again(held, exc)
                     continue
                 if held.file.offset < held.written:
                     more = True
                     continue
                 self._remove(held.file)
-                del self.held[key]
+                if self.held.get(held.key) is held:
+                    del self.held[held.key]
+                else:
+                    self.adopted = [h for h in self.adopted if h is not held]
                 logger.warning(
                     "inference spool: %s.%s takes its held rows again",
-                    key[0],
-                    _table_of(key[2]),
+                    held.key[0],
+                    _table_of(held.key[2]),
                 )
         if more:
             self.wake.set()  # the next batch in the drain's next round
@@ -421,7 +456,7 @@ class Spool:
         held = self.held.get(key)
         if held is None:
             schema, _, group_id = key
-            held = _Held(self._create(f".{schema}.g{group_id}{HELD}"))
+            held = _Held(key, self._create(f".{schema}.g{group_id}{HELD}"))
             self.held[key] = held
         data = b"".join(lines)
         view = memoryview(data)
@@ -433,11 +468,9 @@ class Spool:
             raise
         held.written += len(data)
         if exc is not None:
-            self._held_again(key, held, exc, rows=len(lines))
+            self._held_again(held, exc, rows=len(lines))
 
-    def _held_again(
-        self, key: tuple[str, int, int], held: _Held, exc: Any, rows: int = 0
-    ) -> None:
+    def _held_again(self, held: _Held, exc: Any, rows: int = 0) -> None:
         held.failures += 1
         # 2, 4, 8 ... seconds (the exponent bounded: 2.0 ** 1024 overflows).
         wait = min(2.0 ** min(held.failures, 16), HOLD_RETRY_MAX_SECONDS)
@@ -447,8 +480,8 @@ class Spool:
             logger.error(
                 "inference spool: %s.%s refuses its rows (%s); %s held in %s, "
                 "retried in %.0f s, the other tables go on",
-                key[0],
-                _table_of(key[2]),
+                held.key[0],
+                _table_of(held.key[2]),
                 error,
                 f"{rows} row(s)" if rows else "its rows",
                 held.file.path.name,
@@ -520,6 +553,9 @@ class Spool:
                 except psycopg.Error as error:
                     if not hold or not _stalls_table(error):
                         raise
+                    opening = {k for k, _, _ in stalled if k not in self.held}
+                    if len(self._held_files()) + len(opening) >= MAX_HELD_FILES:
+                        raise  # out of held files: the batch waits as a whole
                     del refused[mark:]  # held whole, refused again when retried
                     stalled.append((key, rows, error))
                     continue
@@ -648,9 +684,10 @@ class Spool:
                 self._remove(own)
         if self.draining.acquire(timeout=1.0):
             try:
-                for held in self.held.values():
+                for held in self._held_files():
                     held.file.close()  # its lock goes: another process adopts it
                 self.held.clear()
+                self.adopted.clear()
                 self._disconnect()
             finally:
                 self.draining.release()
@@ -942,7 +979,7 @@ def _at_exit() -> None:
 def _forget_after_fork() -> None:
     global _spool, _spool_lock
     if _spool is not None:  # the parent's locks stay the parent's
-        held = [h.file for h in _spool.held.values()]
+        held = [h.file for h in _spool._held_files()]
         for inherited in (_spool.own, *_spool.retiring, *held):
             if inherited is not None:
                 inherited.close()

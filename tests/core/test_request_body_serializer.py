@@ -6,9 +6,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from rest_framework import serializers
 
 from apps.core.serializers import RequestBodySerializer
+from apps.groups.api.oip import InferRequestSerializer
+from apps.groups.api.openai_compat import ChatRequestSerializer
+from apps.groups.api.serializers import FeedbackInSerializer, PredictInSerializer
 
 
 class _Rules:
@@ -91,3 +95,71 @@ def test_threads_validate_at_once_on_fields_of_their_own():
 
     assert not wrong
     assert len({id(fields) for fields in seen.values()}) == 4
+
+
+def test_fields_keep_no_request_of_their_own():
+    body = Body(data={"count": 5})
+    assert body.is_valid()
+    root = body.fields["count"].root
+    assert root is not body and not hasattr(root, "initial_data")
+
+
+def test_what_a_shared_field_cannot_honour_is_refused():
+    for kwargs in ({"context": {"request": object()}}, {"partial": True}):
+        with pytest.raises(TypeError, match="request body only"):
+            Body(data={}, **kwargs)
+    with pytest.raises(TypeError, match="request body only"):
+        Body(object())
+    with pytest.raises(TypeError, match="mutable default"):
+
+        class Shared(RequestBodySerializer):
+            tags = serializers.ListField(default=[])
+
+
+REAL_BODIES = {
+    PredictInSerializer: [
+        {"inputs": {"a": 1.5}, "routing_key": "k"},
+        {"inputs": [{"a": 1}], "explain": True},
+        {"inputs": 3},
+        {"inputs": {"a": "\ud800"}},
+        {"routing_key": "x" * 201},
+        {},
+    ],
+    FeedbackInSerializer: [
+        {"request_id": "r", "label": 1},
+        {"items": [{"request_id": "r", "value": 0.5}, {"request_id": "s"}]},
+        {"items": "no"},
+        {"label": float("nan")},
+    ],
+    ChatRequestSerializer: [
+        {"model": "g", "messages": [{"role": "user", "content": "hi"}]},
+        {"model": "g", "messages": [], "stream": True, "temperature": 3},
+        {"model": "g", "messages": ["x"], "max_tokens": 0, "stop": ["\x00"]},
+        {"messages": [{"role": "user", "content": "hi"}], "top_p": -1},
+    ],
+    InferRequestSerializer: [
+        {
+            "inputs": [
+                {"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}
+            ]
+        },
+        {"inputs": [{"name": "x", "shape": [-1], "datatype": "NOPE", "data": "no"}]},
+        {"inputs": [], "id": "y" * 201},
+        {"parameters": [], "outputs": [{}]},
+    ],
+}
+
+
+def test_the_doors_serializers_answer_as_drfs_own_way(monkeypatch):
+    """Every body of every door: the same validated data or the same errors as with
+    DRF's per-instance fields."""
+    ours = {
+        cls: [_result(cls, data) for data in bodies]
+        for cls, bodies in REAL_BODIES.items()
+    }
+    monkeypatch.setattr(
+        RequestBodySerializer, "fields", serializers.Serializer.__dict__["fields"]
+    )
+    for cls, bodies in REAL_BODIES.items():
+        assert cls(data={}).fields is not cls(data={}).fields  # DRF's way now
+        assert [_result(cls, data) for data in bodies] == ours[cls], cls.__name__

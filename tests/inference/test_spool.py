@@ -520,11 +520,11 @@ def test_a_drain_told_of_more_than_the_file_holds_stops(tmp_path, monkeypatch):
 
 
 @contextmanager
-def _second_table(group: Any) -> Iterator[int]:
+def _second_table(group: Any, offset: int = 1000) -> Iterator[int]:
     """Another group's log table in the same schema, dropped afterwards."""
     from apps.inference.tables import provision
 
-    other = group.pk + 1000
+    other = group.pk + offset
     with schema_context(SCHEMA):
         provision(other)
     try:
@@ -532,6 +532,16 @@ def _second_table(group: Any) -> Iterator[int]:
     finally:
         with schema_context(SCHEMA), connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS inference_log_g{other} CASCADE")
+
+
+def _stored_in(group_id: int, request_ids: list[str]) -> list[str]:
+    with schema_context(SCHEMA), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT request_id::text FROM inference_log_g{group_id} "
+            "WHERE request_id = ANY(%s::uuid[])",
+            [request_ids],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _rename_column(group_id: int, old: str, new: str) -> None:
@@ -611,21 +621,26 @@ def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
         for f in (gone.own, *[h.file for h in gone.held.values()]):
             f.close()  # it dies: its locks go
 
-        spool.adopt()  # still broken: the rows move to this process's held file
-        mine = spool.held[(SCHEMA, _tenant_id(), broken)]
-        assert not held_path.exists() and mine.file.path.exists()
+        # The dead process's own file is replayed (its held rows are not in it);
+        # its held file is taken over as it is, not copied, and retried in turn.
+        assert spool.adopt() == 0
+        assert [h.file.path for h in spool.adopted] == [held_path]
+        mine = spool.adopted[0]
+        assert mine.key == (SCHEMA, _tenant_id(), broken) and not spool.held
+        assert spool.retry_held(now=mine.retry_at) == 0  # still broken
+        assert mine.failures == 1 and held_path.exists()
 
         _rename_column(broken, "door_old", "door")
         spool.start()
         deadline = time.monotonic() + 10
-        while spool.held and time.monotonic() < deadline:
+        while spool.adopted and time.monotonic() < deadline:
             spool.wake.set()  # the drain thread's next round retries it
             time.sleep(0.05)
         with schema_context(SCHEMA), connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM inference_log_g{broken}")
             landed = cursor.fetchone()[0]
 
-    assert not spool.held and not mine.file.path.exists()
+    assert not spool.adopted and not held_path.exists()
     assert landed == 2
 
 
@@ -662,6 +677,35 @@ def test_a_failed_write_to_a_held_file_is_taken_back_and_the_back_off_bounded(
 
     held.failures = 5000  # 2.0 ** 5000 would overflow
     before = time.monotonic()
-    own._held_again(key, held, error)
+    own._held_again(held, error)
     assert held.retry_at - before <= spool_module.HOLD_RETRY_MAX_SECONDS + 1
     held.file.close()
+
+
+def test_beyond_its_held_files_a_process_waits_as_a_whole(
+    group, spool, django_db_blocker, monkeypatch
+):
+    """Each held file is a descriptor: past MAX_HELD_FILES a stalled table's batch
+    waits and is retried as a whole (as when PostgreSQL is down), never lost."""
+    import psycopg
+
+    monkeypatch.setattr(spool_module, "MAX_HELD_FILES", 1)
+    _pause_drain(spool)
+    with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
+        _rename_column(broken, "door", "door_old")
+        rows = [_row(group), _row(group)]
+        spool.append(_line(group, rows[0], group_id=broken))
+        spool.drain()
+        assert len(spool.held) == 1
+        with _second_table(group, offset=2000) as other:
+            _rename_column(other, "door", "door_old")
+            spool.append(_line(group, rows[1], group_id=other))
+            with pytest.raises(psycopg.errors.UndefinedColumn):
+                spool.drain()
+            assert len(spool.held) == 1 and spool._pending() > 0  # waiting
+            _rename_column(other, "door_old", "door")
+            spool.drain()
+            assert spool._pending() == 0
+            assert list(_stored_in(other, [rows[1]["request_id"]])) == [
+                rows[1]["request_id"]
+            ]
