@@ -445,6 +445,16 @@ class Spool:
             self.wake.set()  # the next batch in the drain's next round
         return total
 
+    def retry_held_now(self) -> int:
+        """Every held file, whatever its back-off, batch after batch until none
+        moves (the drain command, after a table is mended); returns rows written."""
+        total = 0
+        while True:
+            before = [(h.file.path, h.file.offset) for h in self._held_files()]
+            total += self.retry_held(now=float("inf"))
+            if [(h.file.path, h.file.offset) for h in self._held_files()] == before:
+                return total
+
     def _hold(
         self, key: tuple[str, int, int], lines: list[bytes], exc: Any = None
     ) -> None:

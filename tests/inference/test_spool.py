@@ -709,3 +709,38 @@ def test_beyond_its_held_files_a_process_waits_as_a_whole(
             assert list(_stored_in(other, [rows[1]["request_id"]])) == [
                 rows[1]["request_id"]
             ]
+
+
+def test_the_command_replays_held_files_once_their_table_is_mended(
+    group, spool, django_db_blocker
+):
+    _pause_drain(spool)
+    with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
+        _rename_column(broken, "door", "door_old")
+        gone = Spool(spool.directory)  # a process that held rows, then died
+        rows = [_row(group) for _ in range(3)]
+        for row in rows:
+            gone.append(_line(group, row, group_id=broken))
+        gone.drain()
+        held_path = gone.held[(SCHEMA, _tenant_id(), broken)].file.path
+        gone._disconnect()
+        for f in (gone.own, *[h.file for h in gone.held.values()]):
+            assert f is not None
+            f.close()
+
+        out, err = StringIO(), StringIO()
+        call_command(
+            "drain_inference_spool", dir=str(spool.directory), stdout=out, stderr=err
+        )
+        assert held_path.exists() and "1 held file(s)" in err.getvalue()  # still broken
+
+        _rename_column(broken, "door_old", "door")
+        out, err = StringIO(), StringIO()
+        call_command(
+            "drain_inference_spool", dir=str(spool.directory), stdout=out, stderr=err
+        )
+        landed = _stored_in(broken, [row["request_id"] for row in rows])
+
+    assert out.getvalue().startswith("replayed 3 row(s)") and err.getvalue() == ""
+    assert sorted(landed) == sorted(row["request_id"] for row in rows)
+    assert not held_path.exists()

@@ -26,6 +26,7 @@ class Command(BaseCommand):
         spool = Spool(directory)
         try:
             rows = spool.adopt()
+            rows += spool.retry_held_now()  # held files too, their tables mended or not
         finally:
             spool.stop()
         left = backlog(directory)
@@ -35,9 +36,9 @@ class Command(BaseCommand):
         )
         if left.held_files:
             self.stderr.write(
-                f"{left.held_files} held file(s): rows of tables that refuse them "
-                "until mended (see the log); a web process logging through the "
-                "spool, or this command run again, retries them"
+                f"{left.held_files} held file(s): rows of tables that still refuse them "
+                "(see the log); a web process logging through the spool, or this "
+                "command run again once they are mended, retries them"
             )
         if left.refused_rows:
             self.stderr.write(
