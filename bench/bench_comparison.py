@@ -312,14 +312,7 @@ def main() -> None:
                     warmup=lambda: (raw_kpis(), product()),
                     label=f"comparison {size:,}",
                 )
-                ratio = statistics.median(
-                    p["ms"] / r["ms"]
-                    for r, p in zip(
-                        results["raw_sql"]["rounds"],
-                        results["product"]["rounds"],
-                        strict=True,
-                    )
-                )
+                ratio = h.paired(results, "raw_sql", "product", "ms", "ratio")
                 product_ms = results["product"]["median"]["ms"]
                 raw_ms = results["raw_sql"]["median"]["ms"]
                 judged = size == 10_000_000
@@ -432,12 +425,7 @@ def drilldown(
     meta["drilldown"] = results
     product_ms = results["product"]["median"]["ms"]
     raw_ms = results["raw_sql"]["median"]["ms"]
-    added = statistics.median(
-        p["ms"] - r["ms"]
-        for r, p in zip(
-            results["raw_sql"]["rounds"], results["product"]["rounds"], strict=True
-        )
-    )
+    added = h.paired(results, "raw_sql", "product", "ms")
     judged = size == 1_000_000
     return h.Row(
         id="4" if judged else "4 ctx",

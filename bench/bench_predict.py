@@ -17,7 +17,6 @@ Items 1 and 2 are reported for both log modes.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h
 
 SECTION = "predict"
-
-
-def paired(results: dict[str, Any], a: str, b: str, metric: str, op: str) -> float:
-    """Median over rounds of (b - a) or (b / a) for one metric."""
-    values = []
-    for ra, rb in zip(results[a]["rounds"], results[b]["rounds"], strict=True):
-        x, y = ra[metric], rb[metric]
-        values.append(y - x if op == "diff" else (y / x if x else 0.0))
-    return statistics.median(values)
 
 
 def statements(state: dict[str, Any], row: dict[str, float]) -> dict[str, list[str]]:
@@ -235,9 +225,9 @@ def main() -> None:
             bare, nolog = results["bare"]["median"], results["nolog"]["median"]
             for variant, mode in (("predict", ""), ("spool", " spool")):
                 pred = results[variant]["median"]
-                add50 = paired(results, "bare", variant, "p50_ms", "diff")
-                add99 = paired(results, "bare", variant, "p99_ms", "diff")
-                share = paired(results, "bare", variant, "rps", "ratio")
+                add50 = h.paired(results, "bare", variant, "p50_ms", "diff")
+                add99 = h.paired(results, "bare", variant, "p99_ms", "diff")
+                share = h.paired(results, "bare", variant, "rps", "ratio")
                 logging = "direct" if variant == "predict" else "spooled"
                 out.append(
                     h.Row(
@@ -263,8 +253,8 @@ def main() -> None:
                         data={"throughput_ratio": share},
                     )
                 )
-                loss = 1 - paired(results, "nolog", variant, "rps", "ratio")
-                log99 = paired(results, "nolog", variant, "p99_ms", "diff")
+                loss = 1 - h.paired(results, "nolog", variant, "rps", "ratio")
+                log99 = h.paired(results, "nolog", variant, "p99_ms", "diff")
                 out.append(
                     h.Row(
                         id=f"2 c={concurrency}{mode}",

@@ -13,7 +13,6 @@ shape (champion 80, challenger 20). Timed per call, in alternating rounds:
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -74,12 +73,7 @@ def main() -> None:
     )
 
     def added(name: str) -> float:
-        return statistics.median(
-            b["us"] - a["us"]
-            for a, b in zip(
-                results["empty"]["rounds"], results[name]["rounds"], strict=True
-            )
-        )
+        return h.paired(results, "empty", name, "us")
 
     from scipy.stats import binom
 

@@ -26,7 +26,6 @@ Background explanations, one process:
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -117,12 +116,7 @@ def main() -> None:
         meta["per_request"] = results
 
         def ratio(name: str) -> float:
-            return statistics.median(
-                b["us"] / a["us"]
-                for a, b in zip(
-                    results["predict"]["rounds"], results[name]["rounds"], strict=True
-                )
-            )
+            return h.paired(results, "predict", name, "us", "ratio")
 
         predict_us = results["predict"]["median"]["us"]
         explain_us = results["explain"]["median"]["us"]

@@ -580,6 +580,18 @@ def ab_rounds(
     }
 
 
+def paired(
+    results: dict[str, dict[str, Any]], a: str, b: str, metric: str, op: str = "diff"
+) -> float:
+    """Median over the rounds of `ab_rounds` of b - a ("diff") or b / a ("ratio") for
+    one metric, each pair taken from the same round."""
+    values = []
+    for ra, rb in zip(results[a]["rounds"], results[b]["rounds"], strict=True):
+        x, y = ra[metric], rb[metric]
+        values.append(y - x if op == "diff" else (y / x if x else 0.0))
+    return statistics.median(values)
+
+
 def _brief(metrics: dict[str, float]) -> str:
     names = ("p50_ms", "p99_ms", "rps", "rows_per_s", "us", "ms", "s")
     keys = [k for k in names if k in metrics]
