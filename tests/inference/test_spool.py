@@ -86,11 +86,15 @@ def _row(group: Any, **fields: Any) -> dict[str, Any]:
     }
 
 
-def _stored(group: Any, request_ids: list[str]) -> dict[str, tuple[Any, ...]]:
+def _stored(
+    group: Any, request_ids: list[str], *, group_id: int | None = None
+) -> dict[str, tuple[Any, ...]]:
+    """The rows of these ids in the group's table (or in the table of `group_id`)."""
     columns = ", ".join(f for f in FIELDS if f != "request_id")
+    table = f"inference_log_g{group_id or group.pk}"
     with schema_context(SCHEMA), connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT request_id::text, {columns} FROM inference_log_g{group.pk} "
+            f"SELECT request_id::text, {columns} FROM {table} "
             "WHERE request_id = ANY(%s::uuid[])",
             [request_ids],
         )
@@ -534,16 +538,6 @@ def _second_table(group: Any, offset: int = 1000) -> Iterator[int]:
             cursor.execute(f"DROP TABLE IF EXISTS inference_log_g{other} CASCADE")
 
 
-def _stored_in(group_id: int, request_ids: list[str]) -> list[str]:
-    with schema_context(SCHEMA), connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT request_id::text FROM inference_log_g{group_id} "
-            "WHERE request_id = ANY(%s::uuid[])",
-            [request_ids],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def _rename_column(group_id: int, old: str, new: str) -> None:
     with schema_context(SCHEMA), connection.cursor() as cursor:
         cursor.execute(
@@ -593,14 +587,29 @@ def test_a_table_that_refuses_every_row_holds_up_no_other(
 
         _rename_column(broken, "door_old", "door")
         assert spool.retry_held(now=held.retry_at) == 3
-        with schema_context(SCHEMA), connection.cursor() as cursor:
-            cursor.execute(f"SELECT request_id::text FROM inference_log_g{broken}")
-            landed = sorted(r[0] for r in cursor.fetchall())
+        wanted = [first[1]["request_id"], first[3]["request_id"], later["request_id"]]
+        landed = _stored(group, wanted, group_id=broken)
 
-    wanted = [first[1]["request_id"], first[3]["request_id"], later["request_id"]]
-    assert landed == sorted(wanted)
+    assert sorted(landed) == sorted(wanted)
     assert not spool.held and not held.file.path.exists()
     assert not (spool.directory / "rejected").exists()
+
+
+def _dead_process_holding(
+    spool: Spool, group: Any, broken: int, rows: list[dict[str, Any]]
+) -> Path:
+    """Another process of the host held these rows for the broken table, then died
+    (its locks go with it); returns its held file."""
+    gone = Spool(spool.directory)
+    for row in rows:
+        gone.append(_line(group, row, group_id=broken))
+    gone.drain()
+    held_path = gone.held[(SCHEMA, _tenant_id(), broken)].file.path
+    gone._disconnect()
+    assert gone.own is not None
+    for f in (gone.own, *[h.file for h in gone.held.values()]):
+        f.close()
+    return held_path
 
 
 def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
@@ -610,16 +619,8 @@ def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
     with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
         _rename_column(broken, "door", "door_old")
         _pause_drain(spool)
-        gone = Spool(spool.directory)  # another process, which then dies
         rows = [_row(group) for _ in range(2)]
-        for row in rows:
-            gone.append(_line(group, row, group_id=broken))
-        gone.drain()
-        assert gone.own is not None
-        held_path = gone.held[(SCHEMA, _tenant_id(), broken)].file.path
-        gone._disconnect()
-        for f in (gone.own, *[h.file for h in gone.held.values()]):
-            f.close()  # it dies: its locks go
+        held_path = _dead_process_holding(spool, group, broken, rows)
 
         # The dead process's own file is replayed (its held rows are not in it);
         # its held file is taken over as it is, not copied, and retried in turn.
@@ -636,12 +637,10 @@ def test_a_dead_processs_held_rows_are_adopted_and_retried_by_the_drain(
         while spool.adopted and time.monotonic() < deadline:
             spool.wake.set()  # the drain thread's next round retries it
             time.sleep(0.05)
-        with schema_context(SCHEMA), connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM inference_log_g{broken}")
-            landed = cursor.fetchone()[0]
+        landed = _stored(group, [row["request_id"] for row in rows], group_id=broken)
 
     assert not spool.adopted and not held_path.exists()
-    assert landed == 2
+    assert len(landed) == 2
 
 
 def test_a_failed_write_to_a_held_file_is_taken_back_and_the_back_off_bounded(
@@ -706,9 +705,8 @@ def test_beyond_its_held_files_a_process_waits_as_a_whole(
             _rename_column(other, "door_old", "door")
             spool.drain()
             assert spool._pending() == 0
-            assert list(_stored_in(other, [rows[1]["request_id"]])) == [
-                rows[1]["request_id"]
-            ]
+            stored = _stored(group, [rows[1]["request_id"]], group_id=other)
+            assert list(stored) == [rows[1]["request_id"]]
 
 
 def test_the_command_replays_held_files_once_their_table_is_mended(
@@ -717,16 +715,8 @@ def test_the_command_replays_held_files_once_their_table_is_mended(
     _pause_drain(spool)
     with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
         _rename_column(broken, "door", "door_old")
-        gone = Spool(spool.directory)  # a process that held rows, then died
         rows = [_row(group) for _ in range(3)]
-        for row in rows:
-            gone.append(_line(group, row, group_id=broken))
-        gone.drain()
-        held_path = gone.held[(SCHEMA, _tenant_id(), broken)].file.path
-        gone._disconnect()
-        for f in (gone.own, *[h.file for h in gone.held.values()]):
-            assert f is not None
-            f.close()
+        held_path = _dead_process_holding(spool, group, broken, rows)
 
         out, err = StringIO(), StringIO()
         call_command(
@@ -739,7 +729,7 @@ def test_the_command_replays_held_files_once_their_table_is_mended(
         call_command(
             "drain_inference_spool", dir=str(spool.directory), stdout=out, stderr=err
         )
-        landed = _stored_in(broken, [row["request_id"] for row in rows])
+        landed = _stored(group, [row["request_id"] for row in rows], group_id=broken)
 
     assert out.getvalue().startswith("replayed 3 row(s)") and err.getvalue() == ""
     assert sorted(landed) == sorted(row["request_id"] for row in rows)
