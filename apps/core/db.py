@@ -17,9 +17,11 @@ from psycopg.pq import TransactionStatus
 logger = logging.getLogger(__name__)
 
 
-def current_schema() -> str:
-    """The schema the default connection is bound to right now."""
-    return str(getattr(connection, "schema_name", get_public_schema_name()))
+def current_schema(db: Any = None) -> str:
+    """The schema the default connection (or `db`, the same connection already
+    looked up) is bound to right now."""
+    name = getattr(connection if db is None else db, "schema_name", None)
+    return get_public_schema_name() if name is None else str(name)
 
 
 def is_public_schema(schema_name: str | None = None) -> bool:

@@ -57,7 +57,6 @@ import atexit
 import fcntl
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -118,20 +117,33 @@ def encode_line(
     schema: str, tenant_id: int, group_id: int, values: Sequence[Any]
 ) -> bytes:
     """A spool line: schema, organisation id, group id, then the row's COPY text
-    fields (copy_text, with its commonest cases inline: this runs once per
-    prediction)."""
+    fields (copy_text of each). This runs once per prediction: the values are joined
+    as they are, and escaped one by one only when the joined line shows that one of
+    them needs it (a tab too many, a backslash other than the NULLs' own, a line
+    break or a NUL)."""
     parts = [schema, str(tenant_id), str(group_id)]
+    nulls = 0
     for value in values:
-        if value is None:
-            parts.append("\\N")
-        elif value.__class__ is str and not _SPECIAL.search(value):
+        kind = value.__class__
+        if kind is str:
             parts.append(value)
+        elif value is None:
+            parts.append("\\N")
+            nulls += 1
+        elif kind is bool:
+            parts.append("t" if value else "f")
         else:
             parts.append(copy_text(value))
-    return ("\t".join(parts) + "\n").encode("utf-8", "replace")
-
-
-_SPECIAL = re.compile(r"[\\\n\r\t\x00]")
+    text = "\t".join(parts)
+    if (
+        text.count("\\") != nulls
+        or text.count("\t") != len(parts) - 1
+        or "\n" in text
+        or "\r" in text
+        or "\x00" in text
+    ):
+        text = "\t".join([*parts[:3], *map(copy_text, values)])
+    return (text + "\n").encode("utf-8", "replace")
 
 
 @dataclass(eq=False)

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -183,11 +183,12 @@ def log_write(group_id: int, row: dict[str, Any]) -> bool:
     process whose spool is started (a gunicorn web worker) and no transaction open,
     appended to the process's spool. Returns True when spooled."""
     values = row_values(row)
-    schema = current_schema()
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the proxy looks it up
+    schema = current_schema(db)
     spool = active_spool() if settings.INFERENCE_LOG_MODE == "spool" else None
-    if spool is not None and not connection.in_atomic_block:
+    if spool is not None and not db.in_atomic_block:
         # The line names the organisation; a bare schema (schema_context) has none.
-        tenant_id = getattr(getattr(connection, "tenant", None), "pk", None)
+        tenant_id = getattr(getattr(db, "tenant", None), "pk", None)
         line = (
             b""
             if tenant_id is None

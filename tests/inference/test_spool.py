@@ -266,6 +266,27 @@ def test_copy_text_escapes():
     assert copy_text(when) == "2026-01-02T03:04:05.600000+00:00"
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["plain", 1, 2.5, None, True, False, datetime(2026, 1, 2, tzinfo=UTC)],
+        [None, None, "x"],
+        ["tab\there", None],
+        ["a\\b", None, None],  # a backslash: one more than the NULLs' own
+        ["\\N", "text"],  # the text \N is not a NULL
+        ["line\nbreak"],
+        ["carriage\rreturn"],
+        ["nul\x00here"],
+        ["ünïcödé ✓", '{"k":"v"}', 12345678901234567890, float("nan")],
+        [],
+    ],
+)
+def test_encode_line_is_copy_text_of_every_value(values):
+    expected = "\t".join(["s", "7", "9", *map(copy_text, values)]) + "\n"
+
+    assert encode_line("s", 7, 9, values) == expected.encode()
+
+
 def test_metrics_show_this_hosts_backlog_to_the_operator_only(
     group, spool, settings, django_db_blocker
 ):
