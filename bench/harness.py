@@ -135,6 +135,9 @@ def bench_env(state: dict[str, Any], **overrides: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "*",
         "MEDIA_ROOT": str(STATE_DIR / "media"),
         "ARCHIVE_ROOT": str(STATE_DIR / "archive"),
+        # A spool of the bench database's own: a drain process copies every file of
+        # its directory into its database.
+        "INFERENCE_SPOOL_DIR": str(STATE_DIR / "spool"),
         "SSRF_ALLOW_LIST": "127.0.0.1/32",
         # The per-key throttle (6000/min by default) still runs on every request;
         # only its limit is raised so that the load is not answered with 429s.
@@ -345,11 +348,15 @@ class Server:
         raise RuntimeError(f"gunicorn {self.name} did not answer; see {self.log_path}")
 
     def worker_pids(self) -> list[int]:
+        """The web workers (not the spool's drain process, also the master's child)."""
         import psutil
 
         assert self.process is not None
         try:
-            return sorted(c.pid for c in psutil.Process(self.process.pid).children())
+            children = psutil.Process(self.process.pid).children()
+            return sorted(
+                c.pid for c in children if "drain_inference_spool" not in c.cmdline()
+            )
         except psutil.NoSuchProcess:
             return []
 

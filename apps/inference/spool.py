@@ -91,6 +91,11 @@ HOLD_RETRY_MAX_SECONDS = 60.0
 # table's error makes its batch wait as a whole, as when PostgreSQL is down.
 MAX_HELD_FILES = 64
 HELD = ".held"
+# The files of web workers that only append: the server's drain process copies them
+# (INFERENCE_SPOOL_HOST_DRAIN; `drain_inference_spool --follow`).
+RELAY = ".relay"
+# Held by the drain process of a spool directory: one at a time.
+HOST_LOCK = ".host-drain.lock"
 
 
 def copy_text(value: Any) -> str:
@@ -214,6 +219,13 @@ class Spool:
     held: dict[tuple[str, int, int], _Held] = field(default_factory=dict)
     # Held files of processes that are gone, retried as they are, never appended to.
     adopted: list[_Held] = field(default_factory=list)
+    # This process only appends (to RELAY files); the drain process copies them.
+    relay: bool = False
+    # RELAY files this process let go of (rotated), until the drain process has them.
+    released: list[Path] = field(default_factory=list)
+    # This is the drain process: it follows the RELAY files of the live workers.
+    host: bool = False
+    followed: dict[Path, _File] = field(default_factory=dict)
 
     # --- the request side ----------------------------------------------------------
 
@@ -222,7 +234,7 @@ class Spool:
         full, read-only directory): the caller logs the row directly instead."""
         with self.lock:
             if self.own is None:
-                created = self._create()
+                created = self._create(RELAY if self.relay else "")
                 self.own, self.written = created, 0
             start = self.written
             try:
@@ -234,8 +246,22 @@ class Spool:
                 os.ftruncate(self.own.fd, start)
                 raise OSError(f"short write to {self.own.path}")
             self.written = start + n
+            if self.relay:
+                if self.written >= ROTATE_BYTES:
+                    self._release()
+                return  # the drain process looks at the file by itself
         if not self.wake.is_set():
             self.wake.set()
+
+    def _release(self) -> None:
+        """(relay) Let go of the own file: its lock goes with the descriptor, which
+        tells the drain process that no line comes after; it copies the rest and
+        removes the file. The next line starts a new one. Under `lock`."""
+        own = self.own
+        if own is not None:
+            own.close()
+            self.own, self.written = None, 0
+            self.released = [p for p in self.released if p.exists()] + [own.path]
 
     def _create(self, tag: str = "") -> _File:
         # Rows hold the predictions' inputs and outputs: readable by this user only.
@@ -253,10 +279,15 @@ class Spool:
             raise
         return _File(path, fd)
 
-    def start(self) -> None:
+    def start(self, *, relay: bool = False) -> None:
         """Start the drain (and the replay of dead processes' files); from now on
-        this process logs through the spool. A web worker does it as it boots."""
+        this process logs through the spool. A web worker does it as it boots.
+        `relay`: no drain of its own; the server's drain process copies its files
+        (INFERENCE_SPOOL_HOST_DRAIN)."""
         with self.lock:
+            if relay or self.relay:
+                self.relay = self.started = True
+                return
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(
                     target=self._run, name="inference-spool", daemon=True
@@ -269,15 +300,23 @@ class Spool:
     def _run(self) -> None:
         linger = settings.INFERENCE_SPOOL_LINGER_MS / 1000
         adopt_every = max(settings.INFERENCE_SPOOL_ADOPT_SECONDS, 0.1)
+        busy = False
         while not self.stopping:
-            self.wake.wait(timeout=adopt_every)
+            if not self.host:
+                self.wake.wait(timeout=adopt_every)
+            elif not busy:  # the rows arrive in other processes: look every linger
+                self.wake.wait(timeout=max(linger, 0.001))
             if self.stopping:
                 break
             self.wake.clear()
-            if linger and self._pending() < BUSY_BYTES:
+            if not self.host and linger and self._pending() < BUSY_BYTES:
                 time.sleep(linger)  # let a few more rows join the batch
             try:
-                self.drain()
+                if self.host:
+                    self.follow()
+                    busy = self._following() >= BUSY_BYTES  # again at once
+                else:
+                    self.drain()
                 if time.monotonic() - self.last_adopt >= adopt_every:
                     self.adopt()
                 self.retry_held()
@@ -297,6 +336,79 @@ class Spool:
                 logger.exception("inference spool: drain failed")
                 time.sleep(1.0)
                 self.wake.set()
+
+    # --- the drain process of a server (INFERENCE_SPOOL_HOST_DRAIN) ------------------
+
+    def serve_host(self, *, parent: int | None = None) -> None:
+        """Be the drain process of the directory until stop() (or until `parent`,
+        the server that started it, is gone): copy the RELAY files of the live
+        workers as they grow, finish and remove those they let go of, replay dead
+        processes' files and retry held ones, as a worker's drain thread does for
+        its own file. One process at a time: another waits for the lock."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = os.open(self.directory / HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while not self.stopping:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    self.wake.wait(timeout=1.0)
+            self.host = self.started = True
+            if parent is not None:
+                threading.Thread(
+                    target=self._watch_parent,
+                    args=(parent,),
+                    name="inference-spool-parent",
+                    daemon=True,
+                ).start()
+            self._run()
+            try:  # what the workers appended before they stopped (they stop first)
+                self.follow()
+            except psycopg.Error as exc:
+                logger.warning("inference spool: rows left for the next drain: %s", exc)
+        finally:
+            os.close(lock)
+
+    def _watch_parent(self, parent: int) -> None:
+        while not self.stopping:
+            if os.getppid() != parent:  # the server died without stopping us
+                logger.warning("inference spool: the server is gone; the drain stops")
+                self.stopping = True
+                self.wake.set()
+                return
+            time.sleep(1.0)
+
+    def follow(self) -> int:
+        """(The drain process) copy what the live workers' RELAY files hold so far
+        (whole lines); a file whose worker let go of it (rotated, exited, died: its
+        lock is free) is copied to its end and removed. Returns rows written."""
+        total = 0
+        with self.draining:
+            for path in self.directory.glob(f"*{RELAY}{SUFFIX}"):
+                if path not in self.followed:
+                    try:
+                        fd = os.open(path, os.O_RDONLY)
+                    except FileNotFoundError:
+                        continue
+                    self.followed[path] = _File(path, fd, _read_offset(path))
+            for path, spool in list(self.followed.items()):
+                try:
+                    fcntl.flock(spool.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    let_go = True  # no line comes after what the file holds now
+                except BlockingIOError:
+                    let_go = False
+                total += self._drain_file(spool, os.fstat(spool.fd).st_size)
+                if let_go or not path.exists():  # finished (or replayed by another)
+                    self._remove(spool)
+                    del self.followed[path]
+        return total
+
+    def _following(self) -> int:
+        """Bytes the followed files hold beyond what is copied."""
+        return sum(
+            max(os.fstat(f.fd).st_size - f.offset, 0) for f in self.followed.values()
+        )
 
     def _pending(self) -> int:
         own = self.own
@@ -341,6 +453,9 @@ class Spool:
         for a table that refuses it for now, or refused (tests, benchmarks and a
         process's exit). TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
+        if self.relay:
+            self._flush_relay(deadline, timeout)
+            return
         with self.lock:
             own, target = self.own, self.written
             waiting = [f for f in (own, *self.retiring) if f is not None]
@@ -369,12 +484,26 @@ class Spool:
             if [f.offset for f in waiting] == before:
                 time.sleep(0.01)
 
+    def _flush_relay(self, deadline: float, timeout: float) -> None:
+        """flush() of a process that only appends: wait for the drain process's
+        record of how far it copied the own file, and for the files let go of to be
+        removed."""
+        with self.lock:
+            own, target, released = self.own, self.written, list(self.released)
+        while (own is not None and _read_offset(own.path) < target) or any(
+            path.exists() for path in released
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"spool not drained in {timeout} s")
+            time.sleep(0.002)
+
     def adopt(self, directory: Path | None = None) -> int:
         """Replay the files of processes that are gone; returns rows written."""
         self.last_adopt = time.monotonic()
         folder = directory or self.directory
         mine = {f.path for f in (self.own, *self.retiring) if f is not None}
         mine.update(held.file.path for held in self._held_files())
+        mine.update(self.followed)
         total = 0
         for path in sorted(folder.glob(f"*{SUFFIX}")):
             if path in mine:
@@ -692,6 +821,10 @@ class Spool:
         cannot be drained now, held lines included, stays for adoption."""
         self.stopping = True
         self.wake.set()
+        if self.relay:  # the drain process copies the rest, then removes the file
+            with self.lock:
+                self._release()
+            return
         thread = self.thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
@@ -708,8 +841,11 @@ class Spool:
             try:
                 for held in self._held_files():
                     held.file.close()  # its lock goes: another process adopts it
+                for followed in self.followed.values():
+                    followed.close()  # the next drain process goes on from .offset
                 self.held.clear()
                 self.adopted.clear()
+                self.followed.clear()
                 self._disconnect()
             finally:
                 self.draining.release()
@@ -1002,7 +1138,8 @@ def _forget_after_fork() -> None:
     global _spool, _spool_lock
     if _spool is not None:  # the parent's locks stay the parent's
         held = [h.file for h in _spool._held_files()]
-        for inherited in (_spool.own, *_spool.retiring, *held):
+        followed = list(_spool.followed.values())
+        for inherited in (_spool.own, *_spool.retiring, *held, *followed):
             if inherited is not None:
                 inherited.close()
     _spool, _spool_lock = None, threading.Lock()

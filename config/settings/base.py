@@ -343,6 +343,11 @@ INFERENCE_SPOOL_DIR = env(
 INFERENCE_SPOOL_LINGER_MS = env.float("INFERENCE_SPOOL_LINGER_MS", default=25.0)
 # Files of processes that are gone are looked for (and replayed) this often.
 INFERENCE_SPOOL_ADOPT_SECONDS = env.float("INFERENCE_SPOOL_ADOPT_SECONDS", default=5.0)
+# Under gunicorn (config/gunicorn.conf.py): the web workers only append, and one
+# drain process of the server copies their files (`drain_inference_spool --follow`,
+# started and restarted by gunicorn's master), so that no worker spends its requests'
+# interpreter on the copying. False: each worker drains its own file in a thread.
+INFERENCE_SPOOL_HOST_DRAIN = env.bool("INFERENCE_SPOOL_HOST_DRAIN", default=True)
 
 # The predict hot path trusts what a process read this recently without asking the
 # database again: a group's route (a promotion or weight change reaches every process

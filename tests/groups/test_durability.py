@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,9 +25,11 @@ from apps.tenants.demo import DEMO_GROUP, demo_rows, seed_demo_content
 from apps.tenants.services import tenant_create, tenant_delete
 from tests.servers import free_port, gunicorn_command, start_detached
 
+CONF = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
+
 
 @pytest.mark.worker
-@pytest.mark.parametrize("mode", ["direct", "spool"])
+@pytest.mark.parametrize("mode", ["direct", "spool", "spool, drain process"])
 def test_killing_a_web_worker_loses_no_acknowledged_row(
     mode, tmp_path, django_db_setup, django_db_blocker
 ):
@@ -57,7 +60,8 @@ def test_killing_a_web_worker_loses_no_acknowledged_row(
     assert len(acknowledged) >= 40  # traffic before and after the kill
     assert acknowledged <= stored, f"lost: {sorted(acknowledged - stored)[:5]}"
     # Every file was drained and removed: the killed worker's by a worker that
-    # adopted it, the others' at their exit.
+    # adopted it (or by the drain process, killed too and started again), the
+    # others' at their exit.
     assert not list(tmp_path.glob("*.spool")) and not (tmp_path / "rejected").exists()
 
 
@@ -70,11 +74,21 @@ def _run_and_kill(
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
-        "INFERENCE_LOG_MODE": mode,
+        "INFERENCE_LOG_MODE": mode.split(",")[0],
         "INFERENCE_SPOOL_DIR": str(spool_dir),
         "INFERENCE_SPOOL_ADOPT_SECONDS": "0.5",
     }
-    server = start_detached(gunicorn_command(port), env)
+    command = gunicorn_command(port)
+    if mode == "spool, drain process":  # the production configuration's
+        command = [sys.executable, "-m", "gunicorn", "-c", str(CONF)]
+        env.update(
+            GUNICORN_BIND=f"127.0.0.1:{port}",
+            WEB_CONCURRENCY="1",
+            GUNICORN_THREADS="4",
+            GUNICORN_WARM_SECONDS="0",
+            PROMETHEUS_MULTIPROC_DIR=str(spool_dir.with_name(f"{spool_dir.name}-prom")),
+        )
+    server = start_detached(command, env)
     acknowledged: set[str] = set()
     failures = 0
     lock = threading.Lock()
@@ -128,7 +142,9 @@ def _run_and_kill(
             for path in spool_dir.glob("*.spool")
             if any(f".{pid}." in path.name for pid in killed)
         ]
-        assert bool(orphans) == (mode == "spool")  # the killed worker's own file
+        assert bool(orphans) == (mode != "direct")  # the killed worker's own file
+        if mode == "spool, drain process":  # the worker and the drain process
+            assert len(killed) == 2 and all(".relay." in p.name for p in orphans)
         before = len(acknowledged)
         while len(acknowledged) < before + 20 and time.monotonic() < deadline:
             time.sleep(0.05)  # the master starts a new worker; traffic resumes
@@ -136,7 +152,7 @@ def _run_and_kill(
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
-        if mode == "spool":  # the new worker adopts the killed one's file
+        if mode != "direct":  # the killed worker's file is adopted, or followed
             while not acknowledged <= logged() and time.monotonic() < deadline:
                 time.sleep(0.1)
     finally:
@@ -146,4 +162,6 @@ def _run_and_kill(
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+    parent = f"--parent={server.pid}"  # the drain process stopped with its server
+    assert not [p for p in psutil.process_iter(["cmdline"]) if parent in p.cmdline()]
     return acknowledged, killed, respawned

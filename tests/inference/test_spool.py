@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from django_tenants.utils import schema_context, tenant_context
 
 from apps.core.context import new_request_id
 from apps.inference import spool as spool_module
-from apps.inference.spool import Spool, copy_text, encode_line
+from apps.inference.spool import RELAY, Spool, copy_text, encode_line
 from apps.inference.writer import FIELDS, feedback_write, log_write, row_values
 from apps.tenants.demo import seed_demo_content
 from apps.tenants.models import Organization
@@ -755,3 +756,122 @@ def test_the_command_replays_held_files_once_their_table_is_mended(
     assert out.getvalue().startswith("replayed 3 row(s)") and err.getvalue() == ""
     assert sorted(landed) == sorted(row["request_id"] for row in rows)
     assert not held_path.exists()
+
+
+# --- the server's drain process (INFERENCE_SPOOL_HOST_DRAIN) ------------------------
+
+
+@contextmanager
+def _drain_process(directory: Path, *, parent: int | None = None) -> Iterator[Spool]:
+    """The server's drain process, as a thread of this one (a spool file's lock is
+    per open file, so it and the worker's Spool still exclude each other)."""
+    host = Spool(directory)
+    thread = threading.Thread(target=host.serve_host, kwargs={"parent": parent})
+    thread.start()
+    try:
+        yield host
+    finally:
+        host.stopping = True
+        host.wake.set()
+        thread.join(timeout=10)
+        host.stop()
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def worker(tmp_path, settings, django_db_blocker) -> Iterator[Spool]:  # type: ignore[no-untyped-def]
+    """A web worker that only appends: the drain process copies its files."""
+    settings.INFERENCE_LOG_MODE = "spool"
+    settings.INFERENCE_SPOOL_LINGER_MS = 0
+    own = Spool(tmp_path)
+    own.start(relay=True)
+    spool_module._spool = own
+    with django_db_blocker.unblock():
+        yield own
+        own.stop()
+    spool_module._spool = None
+
+
+def _until(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.01)
+
+
+def test_the_drain_process_copies_a_live_workers_rows_then_removes_its_file(
+    group, worker
+):
+    with _drain_process(worker.directory), _tenant():
+        rows = [_row(group, input={"n": n}) for n in range(5)]
+        assert all(log_write(group.pk, row) for row in rows)  # spooled
+        worker.flush()  # waits for the drain process's record
+        stored = _stored(group, [row["request_id"] for row in rows])
+        assert worker.own is not None
+        path = worker.own.path
+
+        assert len(stored) == 5 and worker.thread is None  # no drain of its own
+        assert RELAY in path.name and path.exists()  # its worker is alive
+
+        worker.stop()  # at its exit it lets go of the file: copied to its end
+        worker.flush()
+        assert not path.exists() and not Path(f"{path}.offset").exists()
+
+
+def test_a_worker_that_only_appends_rotates_by_letting_go(group, worker, monkeypatch):
+    monkeypatch.setattr(spool_module, "ROTATE_BYTES", 500)
+    with _drain_process(worker.directory), _tenant():
+        rows = [_row(group) for _ in range(6)]
+        files = set()
+        for row in rows:
+            log_write(group.pk, row)
+            files.add(worker.own.path if worker.own else worker.released[-1])
+        worker.flush()  # the files let go of are removed by then
+        stored = _stored(group, [row["request_id"] for row in rows])
+
+    assert len(stored) == 6 and len(files) > 1  # it rotated
+    left = list(worker.directory.glob("*.spool"))
+    assert left == ([worker.own.path] if worker.own else [])  # the others are gone
+
+
+def test_a_new_drain_process_goes_on_where_the_last_one_stopped(group, worker):
+    with _tenant():
+        rows = [_row(group) for _ in range(5)]
+        with _drain_process(worker.directory):
+            for row in rows[:3]:
+                log_write(group.pk, row)
+            worker.flush()
+        for row in rows[3:]:  # while no drain process runs: they wait in the file
+            log_write(group.pk, row)
+        time.sleep(0.1)
+        assert len(_stored(group, [row["request_id"] for row in rows])) == 3
+
+        with _drain_process(worker.directory):
+            worker.flush()
+            with schema_context(SCHEMA), connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT count(*) FROM inference_log_g{group.pk} "
+                    "WHERE request_id = ANY(%s::uuid[])",
+                    [[row["request_id"] for row in rows]],
+                )
+                assert cursor.fetchone() == (5,)  # each once: from the recorded offset
+
+
+def test_one_drain_process_at_a_time(group, worker):
+    with _drain_process(worker.directory) as first:
+        _until(lambda: first.host)
+        with _drain_process(worker.directory) as second:
+            time.sleep(0.3)
+            assert not second.host  # it waits for the lock
+            first.stopping = True
+            first.wake.set()
+            _until(lambda: second.host)  # and takes over once the first is gone
+
+
+def test_the_drain_process_stops_when_its_server_is_gone(tmp_path):
+    host = Spool(tmp_path)
+    thread = threading.Thread(target=host.serve_host, kwargs={"parent": -1})
+    thread.start()
+    thread.join(timeout=10)
+
+    assert not thread.is_alive() and host.stopping

@@ -1,3 +1,4 @@
+import signal
 from pathlib import Path
 
 from django.conf import settings
@@ -11,7 +12,9 @@ class Command(BaseCommand):
         "Replay the inference spool files of processes that are gone into their "
         "tables (the web processes do it themselves once they log through the spool; "
         "this does it now, e.g. after a host restart). Files of live processes are "
-        "left to them."
+        "left to them. With --follow: be the server's drain process, which copies "
+        "the files of web workers that only append (gunicorn's master starts it when "
+        "INFERENCE_SPOOL_HOST_DRAIN is on) until SIGTERM."
     )
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
@@ -20,10 +23,24 @@ class Command(BaseCommand):
             default=settings.INFERENCE_SPOOL_DIR,
             help="the spool directory (default: INFERENCE_SPOOL_DIR)",
         )
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="keep copying the web workers' files as they grow, until SIGTERM",
+        )
+        parser.add_argument(
+            "--parent",
+            type=int,
+            default=None,
+            help="with --follow: stop when this process (the server) is gone",
+        )
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
         directory = Path(options["dir"])
         spool = Spool(directory)
+        if options["follow"]:
+            self._follow(spool, options["parent"])
+            return
         try:
             rows = spool.adopt()
             rows += spool.retry_held_now()  # held files too, their tables mended or not
@@ -44,3 +61,15 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"{left.refused_rows} refused row(s) kept in {directory / 'rejected'}"
             )
+
+    def _follow(self, spool: Spool, parent: int | None) -> None:
+        def stop(signum: int, frame: object) -> None:
+            spool.stopping = True
+            spool.wake.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            spool.serve_host(parent=parent)
+        finally:
+            spool.stop()
