@@ -354,11 +354,16 @@ class Server:
         assert self.process is not None
         try:
             children = psutil.Process(self.process.pid).children()
-            return sorted(
-                c.pid for c in children if "drain_inference_spool" not in c.cmdline()
-            )
         except psutil.NoSuchProcess:
             return []
+        workers = []
+        for child in children:
+            try:
+                if "drain_inference_spool" not in child.cmdline():
+                    workers.append(child.pid)
+            except psutil.Error:  # gone meanwhile
+                continue
+        return sorted(workers)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

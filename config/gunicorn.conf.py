@@ -10,9 +10,6 @@ import gc
 import multiprocessing
 import os
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -87,17 +84,17 @@ warm_seconds = float(os.environ.get("GUNICORN_WARM_SECONDS", "30"))
 
 
 def when_ready(server: Any) -> None:
-    """Once, in the master before the first fork: load every active group's local
-    models (and routes), so that each worker, a recycled one too, starts with them
+    """Once, in the master before the first fork: in the spool log mode, start the
+    spool's drain process (apps/inference/drain_process.py); load every active group's
+    local models (and routes), so that each worker, a recycled one too, starts with them
     instead of making its first callers wait for the load. The sockets are bound by
     then, so connections queue until the first fork: at most GUNICORN_WARM_SECONDS
     (2.8-3.1 s for the bench's 12 models). A failure (the database not up yet) does
     not stop the start; the first requests load the models instead."""
-    if _host_drain() and _drain.thread is None:
-        _drain.thread = threading.Thread(
-            target=_drain.supervise, args=(server,), name="spool-drain", daemon=True
-        )
-        _drain.thread.start()
+    from apps.inference.drain_process import drain_process, wanted
+
+    if wanted():
+        drain_process.start(server.log)
     if warm_seconds <= 0:
         return
     try:
@@ -133,68 +130,18 @@ def post_worker_init(worker: Any) -> None:
     from django.conf import settings
 
     if settings.INFERENCE_LOG_MODE == "spool":
+        from apps.inference.drain_process import wanted
         from apps.inference.spool import process_spool
 
-        process_spool().start(relay=_host_drain())
-
-
-def _host_drain() -> bool:
-    from django.conf import settings
-
-    return (
-        settings.INFERENCE_LOG_MODE == "spool" and settings.INFERENCE_SPOOL_HOST_DRAIN
-    )
-
-
-class _DrainProcess:
-    """The spool's drain process (`drain_inference_spool --follow`), run by a thread
-    of the master from when_ready on and started again within a second if it ends;
-    stopped in on_exit. It stops by itself when the master is gone (--parent)."""
-
-    thread: threading.Thread | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    stopping = False
-
-    def supervise(self, server: Any) -> None:
-        command = [
-            sys.executable,
-            str(BASE_DIR / "manage.py"),
-            "drain_inference_spool",
-            "--follow",
-            f"--parent={os.getpid()}",
-        ]
-        while not self.stopping:
-            # A session of its own: a signal to the server's process group (Ctrl-C,
-            # killpg) stops the workers first; on_exit then stops this process, which
-            # copies what they appended up to their exit.
-            self.proc = subprocess.Popen(command, start_new_session=True)  # noqa: S603
-            code = self.proc.wait()
-            if self.stopping:
-                return
-            server.log.warning(
-                "the inference spool's drain process ended (%s); starting it again",
-                code,
-            )
-            time.sleep(1.0)
-
-    def stop(self) -> None:
-        self.stopping = True
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-_drain = _DrainProcess()
+        process_spool().start(relay=wanted())
 
 
 def on_exit(server: Any) -> None:
     """The master stops (after its workers): so does the spool's drain process,
     which copies what the workers appended up to their exit first."""
-    _drain.stop()
+    from apps.inference.drain_process import drain_process
+
+    drain_process.stop()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -1,17 +1,22 @@
 """The inference log's spool: `INFERENCE_LOG_MODE = "spool"`.
 
 In this mode a prediction's log row is appended to a file of the web process's own
-(one `write()` of one line, COPY text format) before the answer is sent, and a thread
-of the same process copies the file into the group tables in batches (one `COPY` per
-table per batch, every `INFERENCE_SPOOL_LINGER_MS` or sooner under load). The request
-no longer waits for PostgreSQL; the rows reach their tables a few milliseconds later.
+(one `write()` of one line, COPY text format) before the answer is sent, and a drain
+copies the file into the group tables in batches (one `COPY` per table per batch,
+every `INFERENCE_SPOOL_LINGER_MS` or sooner under load). The request no longer waits
+for PostgreSQL; the rows reach their tables a few milliseconds later.
+
+Who drains: under gunicorn (INFERENCE_SPOOL_HOST_DRAIN), a *drain process* of the
+server (`drain_inference_spool --follow`, `serve_host`), and the workers only append,
+to RELAY files; elsewhere, a thread of each web process drains its own file.
 
 Durability, as `docs/serving.md` states it:
 
 - A killed web process loses nothing: a completed `write()` is in the kernel, not in
   the process. Its file is *adopted* and replayed by another process of the host (every
-  gunicorn worker's drain looks every `INFERENCE_SPOOL_ADOPT_SECONDS`), or by the
-  `drain_inference_spool` command.
+  drain looks every `INFERENCE_SPOOL_ADOPT_SECONDS`), or by the
+  `drain_inference_spool` command; a RELAY file is copied to its end by the drain
+  process, which follows it anyway.
 - Replays never write a row twice: the group tables' key is (request_id, ts), a batch
   that meets a row already there is re-sent through `INSERT ... ON CONFLICT DO
   NOTHING`. The file records how far it was drained (`<file>.offset`), so a replay
@@ -39,10 +44,14 @@ Durability, as `docs/serving.md` states it:
 
 Ownership: a process creates its file under a temporary name, takes an exclusive
 `flock` on it and only then gives it its `.spool` name; an adopter takes the lock of a
-`.spool` file without waiting, so it only ever gets files whose process is gone.
+`.spool` file without waiting, so it only ever gets files whose process is gone. The
+drain process reads the RELAY files of live workers without their lock, whole lines
+up to the size it saw after trying the lock: once it gets a lock, the worker let go
+of the file (rotated, exited, died) and no line comes after. One drain process per
+directory (HOST_LOCK); while one runs, adopters leave the RELAY files to it.
 
 Only web processes log through the spool (those that loaded config/wsgi.py: gunicorn's
-workers, which also start it as they boot, and the development server). The
+workers, which start it as they boot, and the development server). The
 background worker and management commands log directly, so that no process that ends
 without running its exit handlers (django-q's workers) leaves rows behind.
 
@@ -346,22 +355,24 @@ class Spool:
         processes' files and retry held ones, as a worker's drain thread does for
         its own file. One process at a time: another waits for the lock."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if parent is not None:  # also while waiting for the lock
+            threading.Thread(
+                target=self._watch_parent,
+                args=(parent,),
+                name="inference-spool-parent",
+                daemon=True,
+            ).start()
         lock = os.open(self.directory / HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            while not self.stopping:
+            while True:
+                if self.stopping:
+                    return  # never had the lock: nothing to finish
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     self.wake.wait(timeout=1.0)
             self.host = self.started = True
-            if parent is not None:
-                threading.Thread(
-                    target=self._watch_parent,
-                    args=(parent,),
-                    name="inference-spool-parent",
-                    daemon=True,
-                ).start()
             self._run()
             try:  # what the workers appended before they stopped (they stop first)
                 self.follow()
@@ -490,9 +501,10 @@ class Spool:
         removed."""
         with self.lock:
             own, target, released = self.own, self.written, list(self.released)
-        while (own is not None and _read_offset(own.path) < target) or any(
-            path.exists() for path in released
-        ):
+        # A file gone meanwhile was let go of (rotated) and copied to its end.
+        while (
+            own is not None and own.path.exists() and _read_offset(own.path) < target
+        ) or any(path.exists() for path in released):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"spool not drained in {timeout} s")
             time.sleep(0.002)
@@ -504,9 +516,12 @@ class Spool:
         mine = {f.path for f in (self.own, *self.retiring) if f is not None}
         mine.update(held.file.path for held in self._held_files())
         mine.update(self.followed)
+        # While a drain process runs, the RELAY files are its own (follow()), dead
+        # writers' too: copying one beside it would refuse or hold its lines twice.
+        relayed = _drain_process_runs(folder)
         total = 0
         for path in sorted(folder.glob(f"*{SUFFIX}")):
-            if path in mine:
+            if path in mine or (relayed and path.name.endswith(RELAY + SUFFIX)):
                 continue
             orphan = _lock_orphan(path)
             if orphan is None:
@@ -1053,6 +1068,21 @@ def _lock_orphan(path: Path) -> _File | None:
         os.close(fd)
         return None
     return _File(path, fd, _read_offset(path))
+
+
+def _drain_process_runs(directory: Path) -> bool:
+    """Whether a drain process holds the directory's lock (this one included)."""
+    try:
+        fd = os.open(directory / HOST_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _read_offset(path: Path) -> int:

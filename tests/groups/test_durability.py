@@ -163,5 +163,9 @@ def _run_and_kill(
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
     parent = f"--parent={server.pid}"  # the drain process stopped with its server
-    assert not [p for p in psutil.process_iter(["cmdline"]) if parent in p.cmdline()]
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if parent in (p.info["cmdline"] or [])
+    ]
     return acknowledged, killed, respawned

@@ -64,8 +64,9 @@ class Command(BaseCommand):
 
     def _follow(self, spool: Spool, parent: int | None) -> None:
         def stop(signum: int, frame: object) -> None:
+            # Only the flag: setting an Event here could deadlock on its own lock,
+            # held by this thread when the signal came. Every wait is short.
             spool.stopping = True
-            spool.wake.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
