@@ -30,7 +30,8 @@ Durability, as `docs/serving.md` states it:
   itself delays the rows, it does not lose them: the drain retries with a back-off and
   the file keeps growing meanwhile.
 - One table refusing every row for a reason of its own that may be mended (a column
-  missing from an old table, a privilege revoked on one schema) does not hold up the
+  missing from an old table, a privilege revoked on one schema, a lock held on it past
+  LOCK_TIMEOUT_MS) does not hold up the
   other tables, of this tenant or any other: its lines are moved to a *held* file of
   their own (`<host>.<pid>.<time>.<schema>.g<group>.held.spool`, owned like any spool
   file; a dead process's is taken over as it is) and retried on their own, a batch at
@@ -105,6 +106,20 @@ HELD = ".held"
 RELAY = ".relay"
 # Held by the drain process of a spool directory: one at a time.
 HOST_LOCK = ".host-drain.lock"
+# The drain's connection waits this long for a table's lock (a long DDL on one
+# tenant's table): past it, that table's lines are held and the others go on.
+LOCK_TIMEOUT_MS = 5000
+# libpq settings of the drain's connection, unless DATABASE_URL sets them: a server
+# that vanished from the network is noticed within about half a minute rather than
+# the kernel's quarter of an hour (over TCP; a local socket has nothing to wait for).
+CONNECTION_BOUNDS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,
+}
 
 
 def copy_text(value: Any) -> str:
@@ -811,12 +826,14 @@ class Spool:
             params = connections["default"].get_connection_params()
             params.pop("cursor_factory", None)
             params.pop("context", None)
+            params = {**CONNECTION_BOUNDS, **params}
             # Each batch's commit waits for the WAL flush (whatever
             # INFERENCE_LOG_SYNCHRONOUS_COMMIT says): it costs the requests nothing,
             # and the file's offset moves past rows only once a crash of PostgreSQL
             # can no longer take them.
             self.conn = psycopg.connect(**params, autocommit=True)
             self.conn.execute("SET synchronous_commit TO ON")
+            self.conn.execute(f"SET lock_timeout TO {int(LOCK_TIMEOUT_MS)}")
         return self.conn
 
     def _disconnect(self) -> None:
@@ -922,10 +939,11 @@ def _refused(exc: psycopg.Error) -> str | None:
 def _stalls_table(exc: psycopg.Error) -> bool:
     """Whether the error is one table's own and lasts until someone mends it (an
     undefined column, a missing privilege, a type that no longer matches: SQLSTATE
-    class 42 and 0A): its lines are held and the other tables go on. Anything else
-    (unreachable, read-only, out of space) is everyone's: the batch is retried."""
+    class 42 and 0A) or until a lock on it goes (55P03, after LOCK_TIMEOUT_MS): its
+    lines are held and the other tables go on. Anything else (unreachable,
+    read-only, out of space) is everyone's: the batch is retried."""
     state = exc.sqlstate or ""
-    return state[:2] in ("42", "0A")
+    return state[:2] in ("42", "0A") or state == "55P03"
 
 
 def _table_of(group_id: int) -> str:

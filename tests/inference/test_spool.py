@@ -617,6 +617,44 @@ def test_a_table_that_refuses_every_row_holds_up_no_other(
     assert not (spool.directory / "rejected").exists()
 
 
+def test_a_table_locked_past_the_lock_timeout_holds_up_no_other(
+    group, spool, django_db_blocker, monkeypatch
+):
+    """A long DDL on one tenant's table (its lock held) stalls that table only."""
+    import psycopg
+
+    monkeypatch.setattr(spool_module, "LOCK_TIMEOUT_MS", 200)
+    _pause_drain(spool)
+    with spool.draining:
+        spool._disconnect()  # the next connection takes the patched timeout
+    with django_db_blocker.unblock(), _tenant(), _second_table(group) as locked:
+        rows = [_row(group) for _ in range(4)]
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        with psycopg.connect(**params) as other:  # a transaction, until it closes
+            other.execute(
+                f"LOCK TABLE {SCHEMA}.inference_log_g{locked} IN ACCESS EXCLUSIVE MODE"
+            )
+            for n, row in enumerate(rows):
+                spool.append(_line(group, row, group_id=locked if n % 2 else None))
+            spool.flush()
+            held = spool.held[(SCHEMA, _tenant_id(), locked)]
+            others = _stored(group, [rows[0]["request_id"], rows[2]["request_id"]])
+
+            assert len(others) == 2  # the other table's rows did not wait
+            assert "lock timeout" in held.error
+        # The drain's connection also gives up on a server gone from the network.
+        bounds = spool._connection().info.get_parameters()
+        assert bounds["tcp_user_timeout"] == "30000" and bounds["keepalives"] == "1"
+        assert spool.retry_held(now=held.retry_at) == 2  # the lock is gone
+        wanted = [rows[1]["request_id"], rows[3]["request_id"]]
+        landed = _stored(group, wanted, group_id=locked)
+
+    assert sorted(landed) == sorted(wanted)
+    assert not spool.held and not (spool.directory / "rejected").exists()
+
+
 def _dead_process_holding(
     spool: Spool, group: Any, broken: int, rows: list[dict[str, Any]]
 ) -> Path:
