@@ -42,6 +42,29 @@ def gunicorn_command(
     ]
 
 
+def production_gunicorn(
+    port: int, metrics_dir: Path
+) -> tuple[list[str], dict[str, str]]:
+    """gunicorn with the production configuration (config/gunicorn.conf.py: its
+    hooks, the spool's drain process among them) on 127.0.0.1:<port>, one worker of
+    four threads: the command and the environment it needs."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(ROOT / "config" / "gunicorn.conf.py"),
+    ]
+    env = {
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "4",
+        "GUNICORN_WARM_SECONDS": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    return command, env
+
+
 def start_detached(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     """`command` from the project's directory in a process group of its own (so that
     a test can kill it and its children at once), its output discarded."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +22,12 @@ from django_tenants.utils import schema_context
 from apps.accounts.services import api_key_create
 from apps.tenants.demo import DEMO_GROUP, demo_rows, seed_demo_content
 from apps.tenants.services import tenant_create, tenant_delete
-from tests.servers import free_port, gunicorn_command, start_detached
-
-CONF = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
+from tests.servers import (
+    free_port,
+    gunicorn_command,
+    production_gunicorn,
+    start_detached,
+)
 
 
 @pytest.mark.worker
@@ -80,14 +82,10 @@ def _run_and_kill(
     }
     command = gunicorn_command(port)
     if mode == "spool, drain process":  # the production configuration's
-        command = [sys.executable, "-m", "gunicorn", "-c", str(CONF)]
-        env.update(
-            GUNICORN_BIND=f"127.0.0.1:{port}",
-            WEB_CONCURRENCY="1",
-            GUNICORN_THREADS="4",
-            GUNICORN_WARM_SECONDS="0",
-            PROMETHEUS_MULTIPROC_DIR=str(spool_dir.with_name(f"{spool_dir.name}-prom")),
+        command, extra = production_gunicorn(
+            port, spool_dir.with_name(f"{spool_dir.name}-prom")
         )
+        env.update(extra)
     server = start_detached(command, env)
     acknowledged: set[str] = set()
     failures = 0

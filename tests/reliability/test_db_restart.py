@@ -35,12 +35,14 @@ from tests.reliability.throwaway_pg import ThrowawayPostgres
 from tests.servers import (
     free_port,
     gunicorn_command,
+    production_gunicorn,
     start_detached,
     wait_until_serving,
 )
 
 BASE_DIR = Path(settings.BASE_DIR)
 HOST = "demo.localhost"
+SERVERS = ("off", "on", "spool", "drained")
 THREADS = 6
 
 
@@ -152,9 +154,10 @@ def _manage(env: dict[str, str], *args: str) -> str:
 @pytest.mark.slow
 @pytest.mark.worker
 def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
-    """Three gunicorn servers share the throwaway database: one with the default
+    """Four gunicorn servers share the throwaway database: one with the default
     `INFERENCE_LOG_SYNCHRONOUS_COMMIT=off`, one with `on`, one with the log spooled
-    (`INFERENCE_LOG_MODE=spool`). The database is stopped
+    (`INFERENCE_LOG_MODE=spool`, the drain in its worker), one with the log spooled
+    under the production configuration (its drain process). The database is stopped
     twice under their load: `fast` (a clean restart: sessions ended, WAL flushed) and
     `immediate` (a crash: every process aborted, crash recovery on start)."""
     started = time.monotonic()
@@ -189,11 +192,26 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
                     "INFERENCE_SPOOL_DIR": str(pg.root / "spool"),
                 },
             ),
+            (
+                "drained",
+                {
+                    "INFERENCE_LOG_MODE": "spool",
+                    "INFERENCE_SPOOL_DIR": str(pg.root / "drained"),
+                },
+            ),
         ):
             ports[name] = free_port()
-            servers.append(_serve(ports[name], {**env, **extra}))
+            command = gunicorn_command(ports[name])
+            if name == "drained":
+                command, production = production_gunicorn(
+                    ports[name], pg.root / "prometheus"
+                )
+                extra.update(production)
+            servers.append(start_detached(command, {**env, **extra}))
         outcomes, restarts = _load_through_restarts(pg, ports, key)
-        spooled = list((pg.root / "spool").glob("*.spool"))  # its workers' own files
+        spooled = [  # the workers' own files
+            list((pg.root / name).glob("*.spool")) for name in ("spool", "drained")
+        ]
     finally:
         for server in servers:
             _stop(server)
@@ -202,7 +220,7 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
 
     by_server = {
         name: dict(Counter(o.kind for o in outcomes if o.server == name))
-        for name in ("off", "on", "spool")
+        for name in SERVERS
     }
     lost = [o for o in outcomes if o.kind == "ok" and o.request_id not in logged]
     unavailable = {o.request_id for o in outcomes if o.kind == "unavailable"}
@@ -211,7 +229,8 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
     after = [o for o in outcomes if o.sent_at > restarts[-1]["up_at"]]
     print(
         f"\nprepared in {prepared:.0f}s; {len(outcomes)} predictions; by server "
-        f"(synchronous commit off, on; spool): {by_server}; restarts: "
+        f"(synchronous commit off, on; spool; spool with the drain process): "
+        f"{by_server}; restarts: "
         + "; ".join(
             f"{r['mode']} stop, down {r['down']:.1f}s, first 200 again "
             f"{r['first_ok_after']:.2f}s after the start"
@@ -226,13 +245,14 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
     )
     wrong = [o for o in outcomes if o.kind not in ("ok", "unavailable")]
     assert not wrong, wrong[:10]
-    for name in ("off", "on", "spool"):
+    for name in SERVERS:
         assert by_server[name].get("unavailable", 0) > 0  # the restarts were felt
         assert sum(o.kind == "ok" and o.server == name for o in after) >= 25
     # Waiting for the WAL flush, no acknowledged row is lost, not even to a crash;
     # nor through the spool, whose drain waits for it per batch (the rows answered
     # while the database was down wait in the file and are drained after it).
-    assert spooled and not [o for o in lost if o.server in ("on", "spool")]
+    assert all(spooled)
+    assert not [o for o in lost if o.server in ("on", "spool", "drained")]
     # Without waiting (the default), a clean restart loses nothing either; a crash of
     # PostgreSQL loses at most the rows committed in the last 3 x wal_writer_delay
     # (200 ms by default) before it, as documented.
@@ -242,10 +262,6 @@ def test_a_database_restart_under_load_fails_cleanly_or_logs_every_prediction():
         lost,
         crash,
     )
-
-
-def _serve(port: int, env: dict[str, str]) -> subprocess.Popen:
-    return start_detached(gunicorn_command(port), env)
 
 
 def _load_through_restarts(
@@ -284,10 +300,18 @@ def _load_through_restarts(
                     time.sleep(0.05)
 
     def oks_since(moment: float) -> int:
+        """The fewest 200s any one server answered to requests sent since then."""
         with lock:
-            return sum(o.kind == "ok" and o.sent_at > moment for o in outcomes)
+            return min(
+                sum(
+                    o.kind == "ok" and o.sent_at > moment and o.server == s
+                    for o in outcomes
+                )
+                for s in ports
+            )
 
     def wait_for_oks(count: int, since: float, timeout: float) -> None:
+        """Until every server answered `count` 200s since then."""
         deadline = time.monotonic() + timeout
         while oks_since(since) < count and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -303,7 +327,7 @@ def _load_through_restarts(
         thread.start()
     restarts: list[dict[str, Any]] = []
     try:
-        wait_for_oks(100, 0.0, 60)
+        wait_for_oks(30, 0.0, 60)
         for mode in ("fast", "immediate"):
             down_at = time.monotonic()
             pg.stop(mode)
@@ -311,7 +335,7 @@ def _load_through_restarts(
             time.sleep(2.0)  # requests meet a database that is not there
             pg.start()
             up_at = time.monotonic()
-            wait_for_oks(100, up_at, 60)
+            wait_for_oks(30, up_at, 60)
             with lock:
                 first_ok = min(
                     (
