@@ -192,10 +192,10 @@ def main() -> None:
                 label="ingest",
             )
         finally:
+            relayed.stop()  # lets go of its file: the drain process copies, removes it
+            threaded.stop()
             drain.terminate()
             drain.wait(timeout=30)
-            relayed.stop()
-            threaded.stop()
     raw.close()
 
     def paired(b: str) -> float:

@@ -1,7 +1,9 @@
 """A killed web worker loses no acknowledged row: every 2xx prediction's request_id is
 in the group's table. In the direct mode because the row is committed before the
 answer is sent; in the spool mode because it is in the worker's spool file before the
-answer, and another worker replays the file of the one that was killed."""
+answer, and another worker replays the file of the one that was killed (under the
+production configuration, the server's drain process copies it, itself killed too and
+started again by the master)."""
 
 from __future__ import annotations
 
