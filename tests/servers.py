@@ -1,6 +1,6 @@
 """Real servers the tests start as subprocesses: a free loopback port, the
 gunicorn command line serving the project's WSGI application, and a django-q2
-cluster."""
+cluster; and `until`, to wait for what they do."""
 
 from __future__ import annotations
 
@@ -9,11 +9,24 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def until(check: Callable[[], Any], seconds: float, poll: float = 0.05) -> Any:
+    """Call `check` until it returns something true or `seconds` have passed;
+    returns its last value (the caller asserts on it)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(poll)
 
 
 def free_port() -> int:

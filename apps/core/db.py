@@ -24,6 +24,15 @@ def current_schema(db: Any = None) -> str:
     return get_public_schema_name() if name is None else str(name)
 
 
+def libpq_params(alias: str = DEFAULT_DB_ALIAS) -> dict[str, Any]:
+    """The parameters Django connects `alias` with, for a psycopg connection of its
+    own (one that Django's connection handling must not touch)."""
+    params = connections[alias].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return params
+
+
 def is_public_schema(schema_name: str | None = None) -> bool:
     name = current_schema() if schema_name is None else schema_name
     return name == get_public_schema_name()

@@ -821,12 +821,9 @@ class Spool:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed:
-            from django.db import connections
+            from apps.core.db import libpq_params
 
-            params = connections["default"].get_connection_params()
-            params.pop("cursor_factory", None)
-            params.pop("context", None)
-            params = {**CONNECTION_BOUNDS, **params}
+            params = {**CONNECTION_BOUNDS, **libpq_params()}
             # Each batch's commit waits for the WAL flush (whatever
             # INFERENCE_LOG_SYNCHRONOUS_COMMIT says): it costs the requests nothing,
             # and the file's offset moves past rows only once a crash of PostgreSQL

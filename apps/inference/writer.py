@@ -186,15 +186,11 @@ def log_write(group_id: int, row: dict[str, Any]) -> bool:
     db = connections[DEFAULT_DB_ALIAS]  # once: each use of the proxy looks it up
     schema = current_schema(db)
     spool = active_spool() if settings.INFERENCE_LOG_MODE == "spool" else None
-    if spool is not None and not db.in_atomic_block:
-        # The line names the organisation; a bare schema (schema_context) has none.
-        tenant_id = getattr(getattr(db, "tenant", None), "pk", None)
-        line = (
-            b""
-            if tenant_id is None
-            else encode_line(schema, tenant_id, group_id, values)
-        )
-        if line and len(line) <= MAX_LINE_BYTES:
+    # The organisation's id goes into the line; a bare schema (schema_context) has none.
+    tenant_id = getattr(getattr(db, "tenant", None), "pk", None)
+    if spool is not None and tenant_id is not None and not db.in_atomic_block:
+        line = encode_line(schema, tenant_id, group_id, values)
+        if len(line) <= MAX_LINE_BYTES:
             try:
                 spool.append(line)
                 return True

@@ -24,12 +24,14 @@ from django.db import connection
 from django_tenants.utils import schema_context, tenant_context
 
 from apps.core.context import new_request_id
+from apps.core.db import libpq_params
 from apps.inference import spool as spool_module
 from apps.inference.spool import RELAY, Spool, copy_text, encode_line
 from apps.inference.writer import FIELDS, feedback_write, log_write, row_values
 from apps.tenants.demo import seed_demo_content
 from apps.tenants.models import Organization
 from apps.tenants.services import tenant_create, tenant_delete
+from tests.servers import until
 
 SCHEMA = "spooled"
 
@@ -629,10 +631,7 @@ def test_a_table_locked_past_the_lock_timeout_holds_up_no_other(
         spool._disconnect()  # the next connection takes the patched timeout
     with django_db_blocker.unblock(), _tenant(), _second_table(group) as locked:
         rows = [_row(group) for _ in range(4)]
-        params = connection.get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        with psycopg.connect(**params) as other:  # a transaction, until it closes
+        with psycopg.connect(**libpq_params()) as other:  # a transaction, until closed
             other.execute(
                 f"LOCK TABLE {SCHEMA}.inference_log_g{locked} IN ACCESS EXCLUSIVE MODE"
             )
@@ -834,13 +833,6 @@ def worker(tmp_path, settings, django_db_blocker) -> Iterator[Spool]:  # type: i
     spool_module._spool = None
 
 
-def _until(condition: Any, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.01)
-
-
 def test_the_drain_process_copies_a_live_workers_rows_then_removes_its_file(
     group, worker
 ):
@@ -909,13 +901,15 @@ def test_a_new_drain_process_goes_on_where_the_last_one_stopped(
 
 def test_one_drain_process_at_a_time(group, worker):
     with _drain_process(worker.directory) as first:
-        _until(lambda: first.host)
+        assert until(lambda: first.host, 10)
         with _drain_process(worker.directory) as second:
             time.sleep(0.3)
             assert not second.host  # it waits for the lock
             first.stopping = True
             first.wake.set()
-            _until(lambda: second.host)  # and takes over once the first is gone
+            assert until(
+                lambda: second.host, 10
+            )  # and takes over once the first is gone
 
 
 def test_while_a_drain_process_runs_adopters_leave_its_files_to_it(group, spool):
@@ -924,7 +918,7 @@ def test_while_a_drain_process_runs_adopters_leave_its_files_to_it(group, spool)
         dead = spool.directory / f"gone.1.1{RELAY}{spool_module.SUFFIX}"
         dead.write_bytes(_line(group, row))  # a worker that died: its lock is free
         with _drain_process(spool.directory, stopped=True) as host:
-            _until(lambda: host.host)
+            assert until(lambda: host.host, 10)
 
             assert spool.adopt() == 0 and dead.exists()
 

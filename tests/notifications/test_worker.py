@@ -4,8 +4,6 @@ its webhook is delivered signed; a 500 is retried by the worker's scheduler."""
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -19,15 +17,7 @@ from apps.notifications.services import webhook_endpoint_create
 from apps.registry.models import RegisteredModel
 from tests.jobs.conftest import breast_cancer_csv, upload, worker  # noqa: F401
 from tests.notifications.test_delivery import _receive, _verify
-
-
-def _until(check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
+from tests.servers import until
 
 
 def test_module_uses_the_test_database(db):
@@ -64,7 +54,7 @@ def test_real_worker_job_success_delivers_a_signed_webhook_and_retries_a_500(
                     "model_name": "ntf-worker",
                 },
             )
-            delivery = _until(
+            delivery = until(
                 lambda: WebhookDelivery.objects.filter(
                     endpoint=endpoint, status="retrying"
                 ).first(),
@@ -78,7 +68,7 @@ def test_real_worker_job_success_delivers_a_signed_webhook_and_retries_a_500(
             )
             scheduled = Schedule.objects.filter(name=f"alpha:webhook:{delivery.pk}:1")
             assert scheduled.update(next_run=timezone.now()) == 1
-            done = _until(
+            done = until(
                 lambda: WebhookDelivery.objects.filter(
                     pk=delivery.pk, status="succeeded"
                 ).first(),

@@ -4,12 +4,12 @@ server that started it is gone without stopping it (a kill -9 of gunicorn's mast
 from __future__ import annotations
 
 import subprocess
-import time
 
 import psutil
 import pytest
 
 from apps.inference.spool import _drain_process_runs
+from tests.servers import until
 
 from .conftest import MANAGE, PYTHON
 
@@ -36,10 +36,9 @@ def test_the_drain_process_ends_when_its_server_is_gone(process_env, tmp_path):
     assert server.stdout is not None
     drain = psutil.Process(int(server.stdout.readline()))
     try:
-        deadline = time.monotonic() + 30
-        while not _drain_process_runs(tmp_path):  # it took the directory's lock
-            assert time.monotonic() < deadline and drain.is_running()
-            time.sleep(0.1)
+        # It took the directory's lock (or died, which fails below).
+        until(lambda: _drain_process_runs(tmp_path) or not drain.is_running(), 30)
+        assert _drain_process_runs(tmp_path)
 
         server.kill()  # no goodbye
         server.wait(timeout=10)
