@@ -48,6 +48,7 @@ def main() -> None:
 
     from apps.core.context import new_request_id
     from apps.inference import spool as spool_module
+    from apps.inference.drain_process import command as drain_command
     from apps.inference.spool import Spool
     from apps.inference.tables import table_name
     from apps.inference.writer import FIELDS, JSON_FIELDS, log_write, uuid7_time
@@ -134,15 +135,7 @@ def main() -> None:
     threaded = Spool(spool_dir / "thread")
     threaded.start()  # drains its own file in a thread
     drain = subprocess.Popen(  # noqa: S603 - our interpreter, fixed args
-        [
-            sys.executable,
-            str(h.ROOT / "manage.py"),
-            "drain_inference_spool",
-            "--follow",
-            f"--dir={relayed.directory}",
-            f"--parent={os.getpid()}",
-        ],
-        env=h.bench_env(state),
+        drain_command(os.getpid(), relayed.directory), env=h.bench_env(state)
     )
 
     def run_writer(spool: Spool | None = None) -> dict[str, float]:

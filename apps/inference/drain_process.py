@@ -24,6 +24,19 @@ RESTART_MAX_SECONDS = 30.0
 RAN_WELL_SECONDS = 60.0
 
 
+def command(parent: int, directory: Path | None = None) -> list[str]:
+    """The drain process's command line: it follows `directory` (default
+    INFERENCE_SPOOL_DIR) and stops when `parent` is gone."""
+    return [
+        sys.executable,
+        str(Path(settings.BASE_DIR) / "manage.py"),
+        "drain_inference_spool",
+        "--follow",
+        f"--parent={parent}",
+        *([f"--dir={directory}"] if directory is not None else []),
+    ]
+
+
 def wanted() -> bool:
     return (
         settings.INFERENCE_LOG_MODE == "spool" and settings.INFERENCE_SPOOL_HOST_DRAIN
@@ -49,13 +62,7 @@ class DrainProcess:
             self.thread.start()
 
     def _supervise(self, log: Any) -> None:
-        command = [
-            sys.executable,
-            str(Path(settings.BASE_DIR) / "manage.py"),
-            "drain_inference_spool",
-            "--follow",
-            f"--parent={os.getpid()}",
-        ]
+        argv = command(os.getpid())
         delay = 1.0
         while True:
             with self.lock:
@@ -65,7 +72,7 @@ class DrainProcess:
                     # A session of its own: a signal to the server's process group
                     # (Ctrl-C, killpg) stops the workers first; on_exit then stops
                     # this process, which copies what they appended up to their exit.
-                    self.proc = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+                    self.proc = subprocess.Popen(argv, start_new_session=True)  # noqa: S603
                 except OSError as exc:
                     self.proc = None
                     log.error(
@@ -74,8 +81,8 @@ class DrainProcess:
             started = time.monotonic()
             if self.proc is not None:
                 self.proc.wait()
-            ran_well = time.monotonic() - started >= RAN_WELL_SECONDS
-            delay = 1.0 if ran_well else min(delay * 2, RESTART_MAX_SECONDS)
+            if time.monotonic() - started >= RAN_WELL_SECONDS:
+                delay = 1.0
             if self.stopped.is_set():
                 return
             log.warning(
@@ -83,6 +90,7 @@ class DrainProcess:
                 delay,
             )
             self.stopped.wait(delay)
+            delay = min(delay * 2, RESTART_MAX_SECONDS)  # if it ends again soon
 
     def stop(self) -> None:
         """Stop the process (it copies what is left first, for up to 10 s)."""
