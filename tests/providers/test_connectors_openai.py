@@ -98,6 +98,47 @@ def test_invoke_sends_chat_completion_and_maps_answer_and_usage(
     }
 
 
+def test_a_chat_call_sends_the_headers_the_sdk_sends(httpserver, make_provider):
+    """The serving call is one POST on the SDK client's own pool: the same key,
+    organisation, project, user agent and content headers as the SDK's own requests
+    (here its models listing)."""
+    provider = make_provider(
+        kind="openai",
+        base_url=httpserver.url_for("/v1"),
+        api_key=KEY,
+        organization="org-acme",
+        project="proj_ward",
+        default_model="gpt-4.1",
+    )
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_json(
+        COMPLETION
+    )
+    httpserver.expect_request("/v1/models", method="GET").respond_with_json(
+        models_list_body()
+    )
+
+    call_provider(
+        provider,
+        lambda c: c.invoke(InvokeRequest(messages=[{"role": "user", "content": "?"}])),
+    )
+    provider_models(provider=provider)
+
+    [(chat, _), (listing, _)] = httpserver.log
+    names = (
+        "Authorization",
+        "OpenAI-Organization",
+        "OpenAI-Project",
+        "User-Agent",
+        "Accept",
+        "Content-Type",
+    )
+    assert {n: chat.headers.get(n) for n in names} == {
+        n: listing.headers.get(n) for n in names
+    } | {"Content-Type": "application/json"}
+    assert chat.headers["OpenAI-Project"] == "proj_ward"
+    assert chat.headers["User-Agent"].startswith("OpenAI/Python")
+
+
 @pytest.mark.parametrize(
     "body",
     [

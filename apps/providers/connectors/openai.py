@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import httpx2
 import openai
+import orjson
 from django.conf import settings
 
-from apps.providers.connectors._sdk import json_body, map_sdk_error
+from apps.providers.connectors._sdk import (
+    error_for_response,
+    json_body,
+    map_http_error,
+    map_sdk_error,
+)
 from apps.providers.connectors.base import (
     Connector,
     DiscoveredModel,
@@ -19,11 +27,22 @@ from apps.providers.connectors.base import (
     InvokeResult,
     ValidationReport,
 )
+from apps.providers.errors import ProviderError
 from apps.providers.http import guarded_client
 
 T = TypeVar("T")
 CLIENT_CACHE_SIZE = 64
-_clients: dict[tuple[Any, ...], openai.OpenAI] = {}
+
+
+@dataclass(frozen=True)
+class _Clients:
+    sdk: openai.OpenAI
+    http: httpx2.Client  # the SDK's transport, shared
+    chat_url: str
+    headers: dict[str, str]
+
+
+_cache: dict[tuple[Any, ...], _Clients] = {}
 _clients_lock = threading.Lock()
 CHAT_PARAMETERS = {
     "temperature",
@@ -48,6 +67,9 @@ class OpenAIConnector(Connector):
     supports_fine_tune: ClassVar[bool] = True
 
     def _client(self) -> openai.OpenAI:
+        return self._clients().sdk
+
+    def _clients(self) -> _Clients:
         """One SDK client (and connection pool) per provider configuration and
         process: building a client costs tens of milliseconds (TLS context, transport).
         The SSRF guard still runs for every new connection, and a change of the
@@ -61,21 +83,31 @@ class OpenAIConnector(Connector):
             tuple(settings.SSRF_ALLOW_LIST),
         )
         with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                client = openai.OpenAI(
+            clients = _cache.get(key)
+            if clients is None:
+                http = guarded_client(timeout=self.config.timeout)
+                sdk = openai.OpenAI(
                     api_key=self.config.api_key or "none",
                     organization=self.config.organization or None,
                     project=self.config.project or None,
                     base_url=self.config.base_url,
                     timeout=self.config.timeout,
                     max_retries=0,  # retries and breaker live in apps.providers.resilience
-                    http_client=guarded_client(timeout=self.config.timeout),
+                    http_client=http,
                 )
-                _clients[key] = client
-                while len(_clients) > CLIENT_CACHE_SIZE:
-                    _clients.pop(next(iter(_clients))).close()
-            return client
+                # The SDK's own headers (key, organisation, project, user agent),
+                # fixed per client; only its per-attempt ones are left out.
+                headers = {**sdk.default_headers, **sdk.auth_headers}
+                clients = _Clients(
+                    sdk=sdk,
+                    http=http,
+                    chat_url=str(sdk.base_url.join("chat/completions")),
+                    headers={k: v for k, v in headers.items() if isinstance(v, str)},
+                )
+                _cache[key] = clients
+                while len(_cache) > CLIENT_CACHE_SIZE:
+                    _cache.pop(next(iter(_cache))).sdk.close()
+            return clients
 
     def _call(self, fn: Callable[[openai.OpenAI], T]) -> T:
         client = self._client()
@@ -119,21 +151,25 @@ class OpenAIConnector(Connector):
         model = self.model_for(request)
         params = {k: v for k, v in request.parameters.items() if k in CHAT_PARAMETERS}
 
-        def chat(client: openai.OpenAI) -> InvokeResult:
-            # The SDK's plain request (its documented way to send a body as it is):
-            # same client, headers, timeouts, transport and error classes as
-            # `chat.completions.create`, without its per-call parameter
-            # transformation and typed response model, about 1 ms of Python per
-            # call on the serving path. The answer is read from its JSON.
-            response = client.post(
-                "/chat/completions",
-                body={"model": model, "messages": request.messages, **params},
-                cast_to=httpx2.Response,
+        clients = self._clients()
+        body = {"model": model, "messages": request.messages, **params}
+        # The serving path's call goes out on the SDK client's own connection pool
+        # (the guarded transport, its timeouts) with the SDK's headers, as one POST
+        # of the body as it is: the SDK's per-request option models, header merging
+        # and URL building cost more than the round trip to a nearby server (about
+        # 1 ms per call, docs/performance.md). The answer is read from its JSON.
+        try:
+            response = clients.http.post(
+                clients.chat_url, content=_json_bytes(body), headers=clients.headers
             )
-            completion = json_body(response)
-            return _chat_result(completion, model)
-
-        return self._call(chat)
+        except httpx2.HTTPError as exc:
+            raise map_http_error(exc) from None
+        if not response.is_success:
+            raise error_for_response(response)
+        try:
+            return _chat_result(json_body(response), model)
+        except ValueError:
+            raise ProviderError("provider_error", "malformed response") from None
 
     def fine_tune_create(self, **kwargs: Any) -> dict[str, Any]:
         return self._call(lambda c: c.fine_tuning.jobs.create(**kwargs).model_dump())
@@ -148,6 +184,15 @@ class OpenAIConnector(Connector):
 
     def fine_tune_cancel(self, job_id: str) -> dict[str, Any]:
         return self._call(lambda c: c.fine_tuning.jobs.cancel(job_id).model_dump())
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """The request body as JSON; the standard library's encoder for what orjson
+    does not take (an integer beyond 64 bits, another type), as the SDK would."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body).encode()
 
 
 def _chat_result(completion: Any, model: str) -> InvokeResult:
