@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -93,9 +94,17 @@ def raw_execute(statement: Any, params: Any = None) -> Any:
         return raw.execute(statement, params)
 
 
+@dataclass(frozen=True)
+class _Later:
+    statement: Any
+    params: Any
+    # The same write as a spool line can carry it (see `spooled_later`), or None.
+    spooled: str | None = None
+
+
 # Statements waiting to be committed with the next raw_commit of the same block
 # (see writes_together); None outside such a block.
-_later: ContextVar[list[tuple[Any, Any]] | None] = ContextVar("later", default=None)
+_later: ContextVar[list[_Later] | None] = ContextVar("later", default=None)
 
 
 @contextmanager
@@ -103,8 +112,8 @@ def writes_together() -> Iterator[None]:
     """Inside this block, `raw_commit(..., later=True)` waits and goes out in the
     transaction of the next plain `raw_commit` (one round trip for both); whatever
     still waits when the block ends is committed then. A prediction's provider usage
-    counter travels with its log row this way."""
-    waiting: list[tuple[Any, Any]] = []
+    counter travels with its log row this way (or in its spool line: spooled_later)."""
+    waiting: list[_Later] = []
     token = _later.set(waiting)
     try:
         yield
@@ -121,7 +130,13 @@ def writes_together() -> Iterator[None]:
         _commit(waiting)
 
 
-def raw_commit(statement: Any, params: Any = None, *, later: bool = False) -> None:
+def raw_commit(
+    statement: Any,
+    params: Any = None,
+    *,
+    later: bool = False,
+    spooled: str | None = None,
+) -> None:
     """Run one write in a transaction of its own, sent in one round trip.
 
     BEGIN, the statement and COMMIT go out together as one query string on the
@@ -130,13 +145,14 @@ def raw_commit(statement: Any, params: Any = None, *, later: bool = False) -> No
     `INFERENCE_LOG_SYNCHRONOUS_COMMIT` is "on", the commit does not wait for the WAL
     flush (`SET LOCAL synchronous_commit`, this transaction only). Inside a caller's
     transaction the statement simply joins it. `later`: inside `writes_together`,
-    wait for the block's next commit instead."""
+    wait for the block's next commit instead; `spooled` is then the same write in
+    the form a log row's spool line carries (spooled_later)."""
     waiting = _later.get()
     if later and waiting is not None:
-        waiting.append((statement, params))
+        waiting.append(_Later(statement, params, spooled))
         return
     earlier = list(waiting or ())
-    statements = [*earlier, (statement, params)]
+    statements = [*earlier, _Later(statement, params)]
     if waiting:
         waiting.clear()
     try:
@@ -147,13 +163,31 @@ def raw_commit(statement: Any, params: Any = None, *, later: bool = False) -> No
         raise
 
 
-def _commit(statements: list[tuple[Any, Any]]) -> None:
+def spooled_later() -> list[str] | None:
+    """The spool forms of the writes waiting in this `writes_together` block, when
+    every one has one (None otherwise, or outside a block): a log row's spool line
+    may carry them, and then the drain commits them in the row's own transaction
+    (exactly once, as the row). Call `forget_later()` once the line is written."""
+    waiting = _later.get()
+    if not waiting or any(w.spooled is None for w in waiting):
+        return None
+    return [w.spooled for w in waiting]  # type: ignore[misc]
+
+
+def forget_later() -> None:
+    """The waiting writes went into a spool line: they are no longer this block's."""
+    waiting = _later.get()
+    if waiting:
+        waiting.clear()
+
+
+def _commit(statements: list[_Later]) -> None:
     if connection.in_atomic_block:
         # A savepoint: a failed write (a request id taken) leaves the caller's
         # transaction usable, as it leaves the request's connection outside one.
         with transaction.atomic(), connection.cursor() as cursor:
-            for statement, params in statements:
-                cursor.execute(statement, params)
+            for write in statements:
+                cursor.execute(write.statement, write.params)
         return
     # One query string, sent and answered in one message each way: psycopg's
     # client-side binding runs several statements in one execute (cheaper than a
@@ -162,9 +196,9 @@ def _commit(statements: list[tuple[Any, Any]]) -> None:
     if settings.INFERENCE_LOG_SYNCHRONOUS_COMMIT != "on":
         parts.append(b"SET LOCAL synchronous_commit TO OFF")
     values: list[Any] = []
-    for statement, params in statements:
-        parts.append(_as_bytes(statement))
-        values.extend(params or ())
+    for write in statements:
+        parts.append(_as_bytes(write.statement))
+        values.extend(write.params or ())
     parts.append(b"COMMIT")
     connection.ensure_connection()
     raw = connection.connection

@@ -104,6 +104,12 @@ HELD = ".held"
 # The files of web workers that only append: the server's drain process copies them
 # (INFERENCE_SPOOL_HOST_DRAIN; `drain_inference_spool --follow`).
 RELAY = ".relay"
+# A line's fourth field starts with this: the writes the row's line carries (the
+# provider usage of the calls it logs, `apps.core.db.spooled_later`), committed in
+# the row's own transaction. Lines written before it existed have the row's request
+# id there, which never starts with it; they are read as they are.
+CARRY_TEXT = "u"
+CARRY = CARRY_TEXT.encode()
 # Held by the drain process of a spool directory: one at a time.
 HOST_LOCK = ".host-drain.lock"
 # The drain's connection waits this long for a table's lock (a long DDL on one
@@ -143,14 +149,19 @@ def copy_text(value: Any) -> str:
 
 
 def encode_line(
-    schema: str, tenant_id: int, group_id: int, values: Sequence[Any]
+    schema: str,
+    tenant_id: int,
+    group_id: int,
+    values: Sequence[Any],
+    carried: Sequence[str] = (),
 ) -> bytes:
-    """A spool line: schema, organisation id, group id, then the row's COPY text
-    fields (copy_text of each). This runs once per prediction: the values are joined
-    as they are, and escaped one by one only when the joined line shows that one of
-    them needs it (a tab too many, a backslash other than the NULLs' own, a line
-    break or a NUL)."""
-    parts = [schema, str(tenant_id), str(group_id)]
+    """A spool line: schema, organisation id, group id, the writes it carries (CARRY
+    and their spool forms, `carried`: plain text without tabs, line breaks or
+    backslashes), then the row's COPY text fields (copy_text of each). This runs
+    once per prediction: the values are joined as they are, and escaped one by one
+    only when the joined line shows that one of them needs it (a tab too many, a
+    backslash other than the NULLs' own, a line break or a NUL)."""
+    parts = [schema, str(tenant_id), str(group_id), CARRY_TEXT + ";".join(carried)]
     nulls = 0
     for value in values:
         kind = value.__class__
@@ -171,7 +182,7 @@ def encode_line(
         or "\r" in text
         or "\x00" in text
     ):
-        text = "\t".join([*parts[:3], *map(copy_text, values)])
+        text = "\t".join([*parts[:4], *map(copy_text, values)])
     return (text + "\n").encode("utf-8", "replace")
 
 
@@ -570,7 +581,7 @@ class Spool:
             with self.draining:
                 size = os.fstat(orphan.fd).st_size
                 first = os.pread(orphan.fd, min(size, 4096), 0).split(b"\n", 1)[0]
-                key = _parse(first + b"\n", first.count(b"\t")) or ("?", 0, 0)
+                key = _parse(first + b"\n") or ("?", 0, 0)
                 self.adopted.append(_Held(key, orphan, written=size))
         except BaseException:
             orphan.close()  # the lock goes with it; someone retries later
@@ -701,7 +712,7 @@ class Spool:
         went through (a batch retried after an error refuses them again)."""
         from apps.inference.writer import FIELDS
 
-        tabs = len(FIELDS) + 2  # after schema, organisation and group
+        tabs = len(FIELDS) + 2  # schema, organisation, group (carried writes: +1)
         refused: list[tuple[list[bytes], str]] = []
         stalled: list[tuple[tuple[str, int, int], list[bytes], Any]] = []
         targets: dict[tuple[str, int, int], list[bytes]] = defaultdict(list)
@@ -730,7 +741,7 @@ class Spool:
                 target = _target(schema, group_id)
                 mark = len(refused)
                 try:
-                    written += self._copy(conn, target, rows, refused)
+                    written += self._copy(conn, schema, target, rows, refused)
                 except psycopg.Error as error:
                     if not hold or not _stalls_table(error):
                         raise
@@ -753,22 +764,29 @@ class Spool:
     def _copy(
         self,
         conn: psycopg.Connection[Any],
+        schema: str,
         target: sql.Composable,
         lines: list[bytes],
         refused: list[tuple[list[bytes], str]],
     ) -> int:
-        """COPY the lines into their table; a replay's rows already there are
-        skipped; rows PostgreSQL refuses are found by halving and added to
+        """COPY the lines into their table, with the writes they carry in the same
+        transaction; a replay's rows already there are skipped, and so are their
+        carried writes; rows PostgreSQL refuses are found by halving and added to
         `refused`. Any other error is raised: the batch is retried later."""
-        rows = [line.split(b"\t", 3)[3] for line in lines]
+        rows, carries = zip(*map(_split, lines), strict=True)
         try:
             try:
-                with conn.cursor() as cursor:  # autocommit: the COPY is its transaction
-                    _copy_into(cursor, target, rows)
+                with conn.cursor() as cursor:
+                    if any(carries):
+                        with conn.transaction():
+                            _copy_into(cursor, target, rows)
+                            _commit_carried(cursor, schema, carries)
+                    else:  # autocommit: the COPY is its transaction
+                        _copy_into(cursor, target, rows)
                 return len(rows)
             except errors.UniqueViolation:  # a replay: some of these rows are in
                 with conn.transaction(), conn.cursor() as cursor:
-                    return _insert_missing(cursor, target, rows)
+                    return _insert_missing(cursor, schema, target, rows, carries)
         except psycopg.Error as exc:
             kind = _refused(exc)
             if kind is None:
@@ -777,8 +795,8 @@ class Spool:
                 refused.append((lines, " ".join(str(exc).split())[:500]))
                 return 0
             half = len(lines) // 2
-            return self._copy(conn, target, lines[:half], refused) + self._copy(
-                conn, target, lines[half:], refused
+            return self._copy(conn, schema, target, lines[:half], refused) + self._copy(
+                conn, schema, target, lines[half:], refused
             )
 
     def _owners(
@@ -892,16 +910,45 @@ def _columns() -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(f) for f in FIELDS)
 
 
-def _parse(line: bytes, tabs: int) -> tuple[str, int, int] | None:
+def _parse(line: bytes, tabs: int | None = None) -> tuple[str, int, int] | None:
     """(schema, organisation id, group id) of a spool line, or None when it is not
-    one of this version: `tabs` separators (the field count names the version)."""
+    one of this version: `tabs` separators before the row's (the field count names
+    the version; not checked when None), then one more when it carries writes,
+    which must read as such."""
     try:
-        schema, tenant_id, group_id, _ = line.split(b"\t", 3)
-        if line.count(b"\t") != tabs or not line.endswith(b"\n"):
+        schema, tenant_id, group_id, fourth, _ = line.split(b"\t", 4)
+        carries = fourth.startswith(CARRY)
+        if tabs is not None and line.count(b"\t") != tabs + carries:
             return None
+        if not line.endswith(b"\n"):
+            return None
+        if carries and len(fourth) > 1:
+            from apps.providers.resilience import spooled_usage_parse
+
+            spooled_usage_parse(fourth[1:])
         return schema.decode(), int(tenant_id), int(group_id)
-    except ValueError:  # too few fields, not a number, not UTF-8
+    except ValueError:  # too few fields, not a number, not UTF-8, not a write
         return None
+
+
+def _split(line: bytes) -> tuple[bytes, bytes]:
+    """(the row's COPY text, the writes it carries) of a spool line."""
+    head = line.split(b"\t", 4)
+    if head[3].startswith(CARRY):
+        return head[4], head[3][1:]
+    return line.split(b"\t", 3)[3], b""  # a line of the format before carried writes
+
+
+def _commit_carried(
+    cursor: psycopg.Cursor[Any], schema: str, carries: Iterable[bytes]
+) -> None:
+    """The writes some lines carry, in their rows' transaction (the provider usage
+    of the calls they log)."""
+    from apps.providers.resilience import spooled_usage_commit, spooled_usage_parse
+
+    usage = [u for carried in carries if carried for u in spooled_usage_parse(carried)]
+    if usage:
+        spooled_usage_commit(cursor, schema, usage)
 
 
 def _owners(conn: psycopg.Connection[Any], schemas: set[str]) -> dict[str, int]:
@@ -949,20 +996,33 @@ def _table_of(group_id: int) -> str:
     return table_name(group_id)
 
 
-def _copy_into(cursor: psycopg.Cursor[Any], target: Any, rows: Iterable[bytes]) -> None:
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, _columns())
+def _copy_into(
+    cursor: psycopg.Cursor[Any],
+    target: Any,
+    rows: Iterable[bytes],
+    columns: sql.Composable | None = None,
+) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns or _columns())
     with cursor.copy(statement) as copy:
         copy.write(b"".join(rows))
 
 
-def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes]) -> int:
+def _insert_missing(
+    cursor: psycopg.Cursor[Any],
+    schema: str,
+    target: Any,
+    rows: Sequence[bytes],
+    carries: Sequence[bytes],
+) -> int:
     """Rows some of which may be in the table already (a replay): through a
     temporary table, inserting those whose key is not there yet. A row whose key
     another, different row holds (a caller that sent the same X-Request-ID twice;
     two such rows in one batch) is not a replay: it gets a new request id of the
     same millisecond, derived from the row (a replay of it derives the same one),
     that names the first as client_request_id unless it names another already, and
-    is inserted too."""
+    is inserted too. The writes a line carries are committed when its row is
+    inserted, never for a row already there: each temporary row keeps the number
+    of its line."""
     from apps.core.context import request_id_at
 
     columns = _columns()
@@ -971,19 +1031,33 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
             target
         )
     )
-    _copy_into(cursor, sql.Identifier("spool_replay"), rows)
-    insert = sql.SQL(
-        "INSERT INTO {} ({}) SELECT {} FROM spool_replay {} "
-        "ON CONFLICT (request_id, ts) DO NOTHING"
+    cursor.execute("ALTER TABLE spool_replay ADD COLUMN spool_line integer")
+    _copy_into(
+        cursor,
+        sql.Identifier("spool_replay"),
+        (row[:-1] + b"\t%d\n" % n for n, row in enumerate(rows)),
+        sql.SQL("{}, spool_line").format(columns),
     )
-    cursor.execute(insert.format(target, columns, columns, sql.SQL("")))
-    inserted = cursor.rowcount
     # What a replay re-sends is a row that is there, under its key or (re-keyed by
     # an earlier pass) naming it; another row differs in what its request measured.
     same = (
         "(t.member_id, t.status, t.latency_ms, t.door, t.requester) IS NOT DISTINCT"
         " FROM (s.member_id, s.status, s.latency_ms, s.door, s.requester)"
     )
+    # The lines whose rows went in: one per key inserted (lines with the same key
+    # and the same measurements are one request's, written twice).
+    insert = sql.SQL(
+        "WITH t AS (INSERT INTO {} ({}) SELECT {} FROM spool_replay {} "
+        "ON CONFLICT (request_id, ts) DO NOTHING RETURNING request_id, ts, member_id,"
+        " status, latency_ms, door, requester) "
+        "SELECT min(s.spool_line) FROM t JOIN spool_replay s "
+        "ON s.request_id = t.request_id AND s.ts = t.ts AND {} "
+        "GROUP BY t.request_id, t.ts"
+    )
+    cursor.execute(
+        insert.format(target, columns, columns, sql.SQL(""), sql.SQL(same))  # type: ignore[arg-type]
+    )
+    inserted = [line for (line,) in cursor.fetchall()]
     cursor.execute(
         sql.SQL(
             "SELECT s.ctid, s.ts, concat_ws(',', s.request_id, extract(epoch FROM s.ts),"
@@ -1007,9 +1081,13 @@ def _insert_missing(cursor: psycopg.Cursor[Any], target: Any, rows: list[bytes])
         )
     if fresh:
         where = sql.SQL("WHERE request_id = ANY(%s::uuid[])")
-        cursor.execute(insert.format(target, columns, columns, where), [fresh])
-        inserted += cursor.rowcount
-    return inserted
+        cursor.execute(
+            insert.format(target, columns, columns, where, sql.SQL(same)),  # type: ignore[arg-type]
+            [fresh],
+        )
+        inserted += [line for (line,) in cursor.fetchall()]
+    _commit_carried(cursor, schema, (carries[line] for line in inserted))
+    return len(inserted)
 
 
 def _rejected_file(spool: _File) -> int:

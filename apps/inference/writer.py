@@ -32,7 +32,13 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from apps.core.db import current_schema, raw_commit, rendered
+from apps.core.db import (
+    current_schema,
+    forget_later,
+    raw_commit,
+    rendered,
+    spooled_later,
+)
 from apps.inference.spool import MAX_LINE_BYTES, active_spool, encode_line
 from apps.inference.tables import table_name
 
@@ -189,13 +195,19 @@ def log_write(group_id: int, row: dict[str, Any]) -> bool:
     # The organisation's id goes into the line; a bare schema (schema_context) has none.
     tenant_id = getattr(getattr(db, "tenant", None), "pk", None)
     if spool is not None and tenant_id is not None and not db.in_atomic_block:
-        line = encode_line(schema, tenant_id, group_id, values)
+        # The writes waiting for this row's commit (its provider calls' usage) go
+        # in its line, when all of them can.
+        carried = spooled_later()
+        line = encode_line(schema, tenant_id, group_id, values, carried or ())
         if len(line) <= MAX_LINE_BYTES:
             try:
                 spool.append(line)
-                return True
             except OSError:
                 logger.exception("inference spool unwritable; logging the row directly")
+            else:
+                if carried:
+                    forget_later()
+                return True
     # Committed before the answer leaves (write-through), in one round trip; inside a
     # caller's transaction the row commits or rolls back with its work.
     raw_commit(_insert_statement(schema, group_id), values)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection
@@ -170,21 +170,22 @@ def record_usage(
         Decimal(tokens_in) * provider.price_per_1k_input
         + Decimal(tokens_out) * provider.price_per_1k_output
     ) / 1000
+    day = timezone.localdate()
     # Committed like the inference log row (no WAL flush wait unless
     # INFERENCE_LOG_SYNCHRONOUS_COMMIT is on); on the serving path in the log row's
-    # own transaction (writes_together), else in one of its own.
+    # own transaction (writes_together), else in one of its own. When the row is
+    # spooled, its line carries the counter instead (the spooled form), and the
+    # drain adds it in the row's transaction: the request sends nothing.
     raw_commit(
         _usage_statement(current_schema()),
-        [
-            provider.pk,
-            timezone.localdate(),
-            int(error),
-            latency_ms,
-            tokens_in,
-            tokens_out,
-            cost,
-        ],
+        [provider.pk, day, int(error), latency_ms, tokens_in, tokens_out, cost],
         later=True,
+        spooled=(
+            f"{provider.pk},{day.isoformat()},{int(error)},{latency_ms!r},"
+            f"{tokens_in},{tokens_out},{cost}"
+            if settings.INFERENCE_LOG_MODE == "spool"
+            else None
+        ),
     )
 
 
@@ -200,6 +201,67 @@ def _usage_statement(schema: str) -> bytes:
             "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
             "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost"
         ).format(sql.Identifier(schema, ProviderUsage._meta.db_table))
+    )
+
+
+SpooledUsage = tuple[int, date, int, float, int, int, Decimal]
+
+
+def spooled_usage_parse(text: bytes) -> list[SpooledUsage]:
+    """The provider calls a spool line carries (record_usage's spooled forms, joined
+    by ";"); ValueError when it does not hold them."""
+    calls = []
+    try:
+        for part in text.decode().split(";"):
+            pk, day, error, latency, tokens_in, tokens_out, cost = part.split(",")
+            calls.append(
+                (
+                    int(pk),
+                    date.fromisoformat(day),
+                    int(error),
+                    float(latency),
+                    int(tokens_in),
+                    int(tokens_out),
+                    Decimal(cost),
+                )
+            )
+    except ArithmeticError:  # decimal.InvalidOperation: not a number
+        raise ValueError("not a provider call's usage") from None
+    return calls
+
+
+def spooled_usage_commit(cursor: Any, schema: str, calls: list[SpooledUsage]) -> None:
+    """Add spooled provider calls to the usage counters of `schema`, one statement
+    per provider and day, on the spool drain's cursor (in its transaction). A
+    provider deleted since has no counters left to add to: its calls are skipped."""
+    totals: dict[tuple[int, date], list[Any]] = {}
+    for pk, day, error, latency, tokens_in, tokens_out, cost in calls:
+        total = totals.setdefault((pk, day), [0, 0, 0.0, 0, 0, Decimal(0)])
+        total[0] += 1
+        total[1] += error
+        total[2] += latency
+        total[3] += tokens_in
+        total[4] += tokens_out
+        total[5] += cost
+    statement = _spooled_usage_statement(schema)
+    for (pk, day), total in totals.items():
+        cursor.execute(statement, [pk, day, *total, pk])
+
+
+@lru_cache(maxsize=1024)
+def _spooled_usage_statement(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "INSERT INTO {} AS u (provider_id, day, requests, errors, latency_ms_total, "
+        "tokens_in, tokens_out, cost) SELECT %s, %s::date, %s, %s, %s, %s, %s, "
+        "%s::numeric WHERE EXISTS (SELECT FROM {} WHERE id = %s) "
+        "ON CONFLICT (provider_id, day) DO UPDATE SET "
+        "requests = u.requests + EXCLUDED.requests, errors = u.errors + EXCLUDED.errors, "
+        "latency_ms_total = u.latency_ms_total + EXCLUDED.latency_ms_total, "
+        "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
+        "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost"
+    ).format(
+        sql.Identifier(schema, ProviderUsage._meta.db_table),
+        sql.Identifier(schema, ProviderConfig._meta.db_table),
     )
 
 

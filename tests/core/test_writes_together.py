@@ -12,7 +12,7 @@ from apps.core import db
 def commits(monkeypatch):  # type: ignore[no-untyped-def]
     sent: list[list[str]] = []
     monkeypatch.setattr(
-        db, "_commit", lambda statements: sent.append([s for s, _ in statements])
+        db, "_commit", lambda writes: sent.append([w.statement for w in writes])
     )
     return sent
 
@@ -43,6 +43,21 @@ def test_an_error_in_the_block_still_commits_what_waits_and_is_raised(commits):
 def test_outside_a_block_later_commits_at_once(commits):
     db.raw_commit("usage", later=True)
     assert commits == [["usage"]]
+
+
+def test_a_spool_line_may_carry_what_waits_when_all_of_it_can(commits):
+    assert db.spooled_later() is None  # outside a block
+    with db.writes_together():
+        assert db.spooled_later() is None  # nothing waits
+        db.raw_commit("usage", later=True, spooled="1,a")
+        db.raw_commit("usage again", later=True, spooled="2,b")
+        assert db.spooled_later() == ["1,a", "2,b"]
+        db.forget_later()  # they went into a line: not committed here
+    with db.writes_together():
+        db.raw_commit("usage", later=True, spooled="1,a")
+        db.raw_commit("not spoolable", later=True)
+        assert db.spooled_later() is None
+    assert commits == [["usage", "not spoolable"]]
 
 
 def test_the_door_sends_usage_and_log_row_in_one_commit(

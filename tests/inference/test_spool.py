@@ -285,9 +285,11 @@ def test_copy_text_escapes():
     ],
 )
 def test_encode_line_is_copy_text_of_every_value(values):
-    expected = "\t".join(["s", "7", "9", *map(copy_text, values)]) + "\n"
+    expected = "\t".join(["s", "7", "9", "u", *map(copy_text, values)]) + "\n"
+    carrying = "\t".join(["s", "7", "9", "u1,x;2,y", *map(copy_text, values)]) + "\n"
 
     assert encode_line("s", 7, 9, values) == expected.encode()
+    assert encode_line("s", 7, 9, values, ["1,x", "2,y"]) == carrying.encode()
 
 
 def test_metrics_show_this_hosts_backlog_to_the_operator_only(
@@ -924,3 +926,87 @@ def test_while_a_drain_process_runs_adopters_leave_its_files_to_it(group, spool)
 
         assert spool.adopt() == 1 and not dead.exists()  # none runs: anyone adopts
         assert list(_stored(group, [row["request_id"]])) == [row["request_id"]]
+
+
+def test_a_provider_calls_usage_rides_in_its_rows_line_and_counts_once(
+    group, spool, settings, django_db_blocker, httpserver
+):
+    """In the spool mode a provider call sends nothing to PostgreSQL on the request
+    either: its usage counter travels in the row's line, and the drain adds it in
+    the row's own transaction, so a replay of the line adds nothing."""
+    from decimal import Decimal
+
+    from apps.groups.serving import predict
+    from apps.providers.models import ProviderConfig, ProviderUsage
+    from tests.groups.conftest import llm_group_create, serve_chat
+
+    settings.INFERENCE_SPOOL_LINGER_MS = 300  # time to look before the drain copies
+    serve_chat(httpserver, "/v1/chat/completions", "hello")
+    with django_db_blocker.unblock(), _tenant():
+        llm = llm_group_create(
+            "spool-bot",
+            [(httpserver.url_for("/v1"), "champion", 100)],
+            price_per_1k_input=Decimal("2"),
+            price_per_1k_output=Decimal("8"),
+        )
+        provider = ProviderConfig.objects.get(name="spool-bot-0")
+
+        def counters() -> list[tuple[Any, ...]]:
+            return list(
+                ProviderUsage.objects.filter(provider=provider).values_list(
+                    "requests", "errors", "tokens_in", "tokens_out", "cost"
+                )
+            )
+
+        result = predict(
+            slug="spool-bot",
+            inputs={"messages": [{"role": "user", "content": "hi"}]},
+            requester="test",
+            door="openai",
+        )
+        assert spool.own is not None
+        [line] = spool.own.path.read_bytes().splitlines(keepends=True)
+        before = counters()
+        spool.flush()
+        spool.flush()
+        counted = counters()
+        assert spool._write([line], spool.own) == 0  # a replay of the line
+        replayed = counters()
+        stored = _stored(llm, [result.request_id])
+
+    assert before == []  # nothing committed on the request
+    assert counted == [(1, 0, 9, 3, Decimal("0.042000"))]  # (9 * 2 + 3 * 8) / 1000
+    assert replayed == counted
+    assert list(stored) == [result.request_id]
+
+
+def test_lines_carrying_usage_of_a_gone_provider_garbled_or_of_the_old_format(
+    group, spool, django_db_blocker
+):
+    """A deleted provider's usage is skipped and its row written; a line whose
+    carried usage does not read is kept aside; a line written before lines carried
+    anything (no such field) is copied as it is."""
+    with django_db_blocker.unblock(), _tenant():
+        gone, garbled, old = _row(group), _row(group), _row(group)
+        tenant_id = _tenant_id()
+        usage = "999999,2026-11-27,0,1.5,1,1,0.010"
+        spool.append(
+            encode_line(SCHEMA, tenant_id, group.pk, row_values(gone), [usage])
+        )
+        spool.append(
+            encode_line(
+                SCHEMA, tenant_id, group.pk, row_values(garbled), ["1,someday,0"]
+            )
+        )
+        fields = [SCHEMA, str(tenant_id), str(group.pk)]
+        legacy = "\t".join([*fields, *map(copy_text, row_values(old))]) + "\n"
+        spool.append(legacy.encode())
+        spool.flush()
+        ids = [gone["request_id"], garbled["request_id"], old["request_id"]]
+        stored = _stored(group, ids)
+
+    assert set(stored) == {gone["request_id"], old["request_id"]}
+    assert spool.own is not None
+    rejected = (spool.directory / "rejected" / spool.own.path.name).read_text()
+    assert garbled["request_id"] in rejected
+    assert "not a spool line of this version" in rejected
