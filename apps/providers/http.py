@@ -8,15 +8,24 @@ ignored, so neither can route a request around the guard.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
-from collections.abc import Iterable
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import httpcore2
 import httpx2
 from httpcore2._backends.sync import SyncBackend, SyncStream
 
 from apps.core.ssrf import UnsafeURLError, resolve_checked
+
+C = TypeVar("C")
+# Clients kept per process, one per provider configuration (kept_client).
+CLIENT_CACHE_SIZE = 64
+_kept: dict[tuple[Any, ...], Any] = {}
+_kept_lock = threading.Lock()
 
 
 class UnsafeConnectionError(httpcore2.ConnectError):
@@ -77,3 +86,28 @@ def guarded_client(
         trust_env=False,
         headers=headers,
     )
+
+
+def kept_client(key: tuple[Any, ...], build: Callable[[], C]) -> C:
+    """The client built for `key` in this process, built now the first time: a
+    client costs ~25 ms to build (TLS context, transport) and keeps its connections
+    open for the next call. `key` holds everything the client is built from
+    (`client_key`). At most CLIENT_CACHE_SIZE are kept; one pushed out is left to
+    the garbage collector rather than closed, as another thread may be using it."""
+    with _kept_lock:
+        client = _kept.get(key)
+        if client is None:
+            client = _kept[key] = build()
+            while len(_kept) > CLIENT_CACHE_SIZE:
+                del _kept[next(iter(_kept))]
+        return client  # type: ignore[no-any-return]
+
+
+def client_key(*parts: Any) -> tuple[Any, ...]:
+    """A kept client's key: `parts` (a provider's settings: what the client is built
+    from; secrets among them are hashed) and the SSRF allow-list, whose change gives
+    new clients."""
+    from django.conf import settings
+
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return (hashlib.sha256(text.encode()).hexdigest(), tuple(settings.SSRF_ALLOW_LIST))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 
 import pytest
+from django_tenants.utils import schema_context
 
 from apps.providers.connectors.anthropic import AnthropicConnector
 from apps.providers.connectors.base import InvokeRequest
@@ -188,3 +190,51 @@ def test_validate_config_suggests_dropping_v1_from_base_url():
     assert report.suggestions == [
         "The SDK adds /v1 itself: use the bare host, e.g. https://api.anthropic.com"
     ]
+
+
+def test_calls_share_one_client_per_configuration(
+    httpserver, make_provider, monkeypatch, settings
+):
+    """A client (TLS context, transport, open connections) is built once per
+    provider configuration and process, not per call; a new key, or a new SSRF
+    allow-list, gets a new one."""
+    import apps.providers.connectors.anthropic as module
+    from apps.providers.services import provider_update
+
+    built: list[object] = []
+    real = module.guarded_client
+
+    def counting(**kwargs):  # type: ignore[no-untyped-def]
+        built.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(module, "guarded_client", counting)
+    key = f"{KEY}-{os.urandom(4).hex()}"  # a configuration no other test used
+    provider = make_provider(
+        kind="anthropic",
+        base_url=httpserver.url_for("/").rstrip("/"),
+        api_key=key,
+        default_model="claude-opus-4-6",
+    )
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(MESSAGE)
+
+    def call() -> None:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+        )
+
+    for _ in range(3):
+        call()
+    assert len(built) == 1
+    with schema_context("alpha"):
+        provider = provider_update(provider=provider, actor="t", api_key=f"{key}-new")
+    call()
+    settings.SSRF_ALLOW_LIST = [*settings.SSRF_ALLOW_LIST, "10.9.8.7/32"]
+    call()
+
+    assert len(built) == 3
+    assert len(httpserver.log) == 5
+    assert httpserver.log[3][0].headers["Authorization"] == f"Bearer {key}-new"

@@ -16,7 +16,7 @@ from apps.providers.connectors.base import (
     InvokeResult,
     ValidationReport,
 )
-from apps.providers.http import guarded_client
+from apps.providers.http import client_key, guarded_client, kept_client
 
 T = TypeVar("T")
 DEFAULT_MAX_TOKENS = 1024
@@ -37,24 +37,27 @@ class AnthropicConnector(Connector):
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
 
     def _client(self) -> anthropic.Anthropic:
-        return anthropic.Anthropic(
-            # Always explicit: without it the SDK reads env vars and profiles on disk.
-            api_key=self.config.api_key or "none",
-            base_url=self.config.base_url,
-            timeout=self.config.timeout,
-            max_retries=0,  # retries, backoff and breaker live in apps.providers.resilience
-            http_client=guarded_client(timeout=self.config.timeout),
+        """The SDK client, kept per provider configuration and process
+        (apps.providers.http.kept_client): its connections serve the next call."""
+        config = self.config
+        return kept_client(
+            client_key(self.kind, config.base_url, config.api_key, config.timeout),
+            lambda: anthropic.Anthropic(
+                # Always explicit: without it the SDK reads env vars and profiles.
+                api_key=config.api_key or "none",
+                base_url=config.base_url,
+                timeout=config.timeout,
+                max_retries=0,  # retries, backoff and breaker: apps.providers.resilience
+                http_client=guarded_client(timeout=config.timeout),
+            ),
         )
 
     def _call(self, fn: Callable[[anthropic.Anthropic], T]) -> T:
-        client = self._client()
         try:
-            return fn(client)
+            return fn(self._client())
         # ValueError: the SDKs let a body that is not JSON escape as JSONDecodeError.
         except (anthropic.AnthropicError, ValueError) as exc:
             raise map_sdk_error(exc, anthropic) from None
-        finally:
-            client.close()
 
     @classmethod
     def validate_config(cls, data: dict[str, Any]) -> ValidationReport:

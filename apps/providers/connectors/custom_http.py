@@ -23,7 +23,7 @@ from apps.providers.connectors.base import (
     ValidationReport,
 )
 from apps.providers.errors import ProviderError, error_for_status
-from apps.providers.http import guarded_client
+from apps.providers.http import client_key, guarded_client, kept_client
 
 DEFAULT_TEMPLATE: dict[str, Any] = {"inputs": "{{inputs}}"}
 PLACEHOLDERS = ("{{inputs}}", "{{model}}", "{{messages}}", "{{parameters}}")
@@ -57,15 +57,17 @@ class CustomHTTPConnector(Connector):
         return headers
 
     def _send(self, method: str, url: str, *, body: Any = None) -> httpx2.Response:
-        with guarded_client(
-            timeout=self.config.timeout, headers=self._headers()
-        ) as client:
-            try:
-                if method == "POST":
-                    return client.post(url, json=body)
-                return client.get(url)
-            except httpx2.HTTPError as exc:
-                raise map_http_error(exc) from None
+        headers, timeout = self._headers(), self.config.timeout
+        client = kept_client(
+            client_key(self.kind, headers, timeout),
+            lambda: guarded_client(timeout=timeout, headers=headers),
+        )
+        try:
+            if method == "POST":
+                return client.post(url, json=body)
+            return client.get(url)
+        except httpx2.HTTPError as exc:
+            raise map_http_error(exc) from None
 
     @classmethod
     def validate_config(cls, data: dict[str, Any]) -> ValidationReport:

@@ -23,7 +23,7 @@ from apps.providers.connectors.base import (
     ValidationReport,
 )
 from apps.providers.errors import ProviderError
-from apps.providers.http import guarded_client
+from apps.providers.http import client_key, guarded_client, kept_client
 
 DEFAULT_HUB_URL = "https://huggingface.co"
 DEFAULT_LIST_LIMIT = 100
@@ -72,11 +72,15 @@ class HuggingFaceConnector(Connector):
         headers = {"Accept": "application/json"}
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
-        with guarded_client(timeout=self.config.timeout, headers=headers) as client:
-            try:
-                response = client.request(method, url, params=params, json=json)
-            except httpx2.HTTPError as exc:
-                raise map_http_error(exc) from None
+        timeout = self.config.timeout
+        client = kept_client(
+            client_key(self.kind, headers, timeout),
+            lambda: guarded_client(timeout=timeout, headers=headers),
+        )
+        try:
+            response = client.request(method, url, params=params, json=json)
+        except httpx2.HTTPError as exc:
+            raise map_http_error(exc) from None
         if response.status_code >= 400:
             raise _error(response)
         if not 200 <= response.status_code < 300:

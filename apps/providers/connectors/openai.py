@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -12,7 +10,6 @@ from typing import Any, ClassVar, TypeVar
 import httpx2
 import openai
 import orjson
-from django.conf import settings
 
 from apps.providers.connectors._sdk import (
     error_for_response,
@@ -28,10 +25,9 @@ from apps.providers.connectors.base import (
     ValidationReport,
 )
 from apps.providers.errors import ProviderError
-from apps.providers.http import guarded_client
+from apps.providers.http import client_key, guarded_client, kept_client
 
 T = TypeVar("T")
-CLIENT_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -42,8 +38,6 @@ class _Clients:
     headers: dict[str, str]
 
 
-_cache: dict[tuple[Any, ...], _Clients] = {}
-_clients_lock = threading.Lock()
 CHAT_PARAMETERS = {
     "temperature",
     "top_p",
@@ -70,44 +64,41 @@ class OpenAIConnector(Connector):
         return self._clients().sdk
 
     def _clients(self) -> _Clients:
-        """One SDK client (and connection pool) per provider configuration and
-        process: building a client costs tens of milliseconds (TLS context, transport).
-        The SSRF guard still runs for every new connection, and a change of the
-        allow-list gives new clients."""
-        key = (
-            self.config.base_url,
-            hashlib.sha256(self.config.api_key.encode()).hexdigest(),
-            self.config.organization,
-            self.config.project,
-            self.config.timeout,
-            tuple(settings.SSRF_ALLOW_LIST),
+        """The SDK client and its transport, kept per provider configuration and
+        process (apps.providers.http.kept_client)."""
+        config = self.config
+        return kept_client(
+            client_key(
+                self.kind,
+                config.base_url,
+                config.api_key,
+                config.organization,
+                config.project,
+                config.timeout,
+            ),
+            self._build,
         )
-        with _clients_lock:
-            clients = _cache.get(key)
-            if clients is None:
-                http = guarded_client(timeout=self.config.timeout)
-                sdk = openai.OpenAI(
-                    api_key=self.config.api_key or "none",
-                    organization=self.config.organization or None,
-                    project=self.config.project or None,
-                    base_url=self.config.base_url,
-                    timeout=self.config.timeout,
-                    max_retries=0,  # retries and breaker live in apps.providers.resilience
-                    http_client=http,
-                )
-                # The SDK's own headers (key, organisation, project, user agent),
-                # fixed per client; only its per-attempt ones are left out.
-                headers = {**sdk.default_headers, **sdk.auth_headers}
-                clients = _Clients(
-                    sdk=sdk,
-                    http=http,
-                    chat_url=str(sdk.base_url.join("chat/completions")),
-                    headers={k: v for k, v in headers.items() if isinstance(v, str)},
-                )
-                _cache[key] = clients
-                while len(_cache) > CLIENT_CACHE_SIZE:
-                    _cache.pop(next(iter(_cache))).sdk.close()
-            return clients
+
+    def _build(self) -> _Clients:
+        http = guarded_client(timeout=self.config.timeout)
+        sdk = openai.OpenAI(
+            api_key=self.config.api_key or "none",
+            organization=self.config.organization or None,
+            project=self.config.project or None,
+            base_url=self.config.base_url,
+            timeout=self.config.timeout,
+            max_retries=0,  # retries and breaker live in apps.providers.resilience
+            http_client=http,
+        )
+        # The SDK's own headers (key, organisation, project, user agent), fixed per
+        # client; only its per-attempt ones are left out.
+        headers = {**sdk.default_headers, **sdk.auth_headers}
+        return _Clients(
+            sdk=sdk,
+            http=http,
+            chat_url=str(sdk.base_url.join("chat/completions")),
+            headers={k: v for k, v in headers.items() if isinstance(v, str)},
+        )
 
     def _call(self, fn: Callable[[openai.OpenAI], T]) -> T:
         client = self._client()
