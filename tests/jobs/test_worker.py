@@ -154,7 +154,10 @@ def test_kill_9_mid_training_ends_within_lease_plus_60s(
             )
             assert elapsed <= lease + 60
             if job.status == "succeeded":
-                assert job.attempts == 2
+                # The killed attempt and its retry; on a starved machine a retry
+                # that missed its heartbeat is taken over by another (fencing,
+                # checked by the one version), so at least two.
+                assert job.attempts >= 2
                 assert versions == 1
                 assert any("requeued" in m for m in events), events
             else:
