@@ -56,9 +56,12 @@ workers, which start it as they boot, and the development server). The
 background worker and management commands log directly, so that no process that ends
 without running its exit handlers (django-q's workers) leaves rows behind.
 
-A line: schema, organisation id, group id, then the row's fields in
-`apps.inference.writer.FIELDS` order, COPY text format. Changing FIELDS changes the
-format: lines of the old one are refused by their field count, kept in `rejected/`.
+A line: schema, organisation id, group id, the writes it carries (CARRY, then the
+usage of the provider calls the row logs: committed in the row's own transaction, so
+exactly once with it), then the row's fields in `apps.inference.writer.FIELDS` order,
+COPY text format. Lines without the carried field (written before it existed) are read
+as they are. Changing FIELDS changes the format: lines of the old one are refused by
+their field count, kept in `rejected/`.
 """
 
 from __future__ import annotations
@@ -155,13 +158,16 @@ def encode_line(
     values: Sequence[Any],
     carried: Sequence[str] = (),
 ) -> bytes:
-    """A spool line: schema, organisation id, group id, the writes it carries (CARRY
-    and their spool forms, `carried`: plain text without tabs, line breaks or
+    """A spool line: schema, organisation id, group id, the writes it carries if any
+    (CARRY and their spool forms, `carried`: plain text without tabs, line breaks or
     backslashes), then the row's COPY text fields (copy_text of each). This runs
     once per prediction: the values are joined as they are, and escaped one by one
     only when the joined line shows that one of them needs it (a tab too many, a
     backslash other than the NULLs' own, a line break or a NUL)."""
-    parts = [schema, str(tenant_id), str(group_id), CARRY_TEXT + ";".join(carried)]
+    parts = [schema, str(tenant_id), str(group_id)]
+    if carried:  # only then: a line without is read by drains older than the field
+        parts.append(CARRY_TEXT + ";".join(carried))
+    head = len(parts)
     nulls = 0
     for value in values:
         kind = value.__class__
@@ -182,7 +188,7 @@ def encode_line(
         or "\r" in text
         or "\x00" in text
     ):
-        text = "\t".join([*parts[:4], *map(copy_text, values)])
+        text = "\t".join([*parts[:head], *map(copy_text, values)])
     return (text + "\n").encode("utf-8", "replace")
 
 

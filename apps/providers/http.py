@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 
 import httpcore2
@@ -85,6 +86,9 @@ def guarded_client(
         follow_redirects=False,
         trust_env=False,
         headers=headers,
+        # Clients are kept and shared (kept_client): a cookie one answer sets must
+        # not ride along on the next call, perhaps another tenant's.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
 
 
@@ -92,14 +96,19 @@ def kept_client(key: tuple[Any, ...], build: Callable[[], C]) -> C:
     """The client built for `key` in this process, built now the first time: a
     client costs ~25 ms to build (TLS context, transport) and keeps its connections
     open for the next call. `key` holds everything the client is built from
-    (`client_key`). At most CLIENT_CACHE_SIZE are kept; one pushed out is left to
-    the garbage collector rather than closed, as another thread may be using it."""
+    (`client_key`). The CLIENT_CACHE_SIZE used last are kept; one pushed out is left
+    to the garbage collector rather than closed, as another thread may be using it.
+    Built outside the lock, so that a build does not hold up other providers' calls."""
     with _kept_lock:
-        client = _kept.get(key)
-        if client is None:
-            client = _kept[key] = build()
-            while len(_kept) > CLIENT_CACHE_SIZE:
-                del _kept[next(iter(_kept))]
+        client = _kept.pop(key, None)
+        if client is not None:
+            _kept[key] = client  # the most recently used come last
+            return client  # type: ignore[no-any-return]
+    built = build()
+    with _kept_lock:
+        client = _kept.setdefault(key, built)  # or the one another thread built
+        while len(_kept) > CLIENT_CACHE_SIZE:
+            del _kept[next(iter(_kept))]
         return client  # type: ignore[no-any-return]
 
 

@@ -4,6 +4,7 @@ and scrubbing of the key from any error text."""
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -166,6 +167,7 @@ def record_usage(
     tokens_in: int = 0,
     tokens_out: int = 0,
 ) -> None:
+    tokens_in, tokens_out = int(tokens_in or 0), int(tokens_out or 0)
     cost = (
         Decimal(tokens_in) * provider.price_per_1k_input
         + Decimal(tokens_out) * provider.price_per_1k_output
@@ -181,9 +183,10 @@ def record_usage(
         [provider.pk, day, int(error), latency_ms, tokens_in, tokens_out, cost],
         later=True,
         spooled=(
-            f"{provider.pk},{day.isoformat()},{int(error)},{latency_ms!r},"
+            f"{provider.pk},{day.isoformat()},{int(error)},{float(latency_ms)!r},"
             f"{tokens_in},{tokens_out},{cost}"
             if settings.INFERENCE_LOG_MODE == "spool"
+            and settings.INFERENCE_SPOOL_CARRY_USAGE
             else None
         ),
     )
@@ -214,6 +217,8 @@ def spooled_usage_parse(text: bytes) -> list[SpooledUsage]:
     try:
         for part in text.decode().split(";"):
             pk, day, error, latency, tokens_in, tokens_out, cost = part.split(",")
+            if not math.isfinite(float(latency)):
+                raise ValueError("not a provider call's usage")
             calls.append(
                 (
                     int(pk),
@@ -244,7 +249,7 @@ def spooled_usage_commit(cursor: Any, schema: str, calls: list[SpooledUsage]) ->
         total[4] += tokens_out
         total[5] += cost
     statement = _spooled_usage_statement(schema)
-    for (pk, day), total in totals.items():
+    for (pk, day), total in sorted(totals.items()):  # one lock order for all drains
         cursor.execute(statement, [pk, day, *total, pk])
 
 

@@ -348,6 +348,11 @@ INFERENCE_SPOOL_ADOPT_SECONDS = env.float("INFERENCE_SPOOL_ADOPT_SECONDS", defau
 # started and restarted by gunicorn's master), so that no worker spends its requests'
 # interpreter on the copying. False: each worker drains its own file in a thread.
 INFERENCE_SPOOL_HOST_DRAIN = env.bool("INFERENCE_SPOOL_HOST_DRAIN", default=True)
+# A provider call's usage counter travels in its row's spool line and is committed
+# with the row by the drain (no round trip on the request). False: committed on the
+# request. Off for the one zero-downtime upgrade from a release whose drain does not
+# read such lines (docs/operations.md, "Upgrades").
+INFERENCE_SPOOL_CARRY_USAGE = env.bool("INFERENCE_SPOOL_CARRY_USAGE", default=True)
 
 # The predict hot path trusts what a process read this recently without asking the
 # database again: a group's route (a promotion or weight change reaches every process

@@ -285,7 +285,7 @@ def test_copy_text_escapes():
     ],
 )
 def test_encode_line_is_copy_text_of_every_value(values):
-    expected = "\t".join(["s", "7", "9", "u", *map(copy_text, values)]) + "\n"
+    expected = "\t".join(["s", "7", "9", *map(copy_text, values)]) + "\n"
     carrying = "\t".join(["s", "7", "9", "u1,x;2,y", *map(copy_text, values)]) + "\n"
 
     assert encode_line("s", 7, 9, values) == expected.encode()
@@ -928,12 +928,14 @@ def test_while_a_drain_process_runs_adopters_leave_its_files_to_it(group, spool)
         assert list(_stored(group, [row["request_id"]])) == [row["request_id"]]
 
 
+@pytest.mark.parametrize("carry", [True, False])
 def test_a_provider_calls_usage_rides_in_its_rows_line_and_counts_once(
-    group, spool, settings, django_db_blocker, httpserver
+    group, spool, settings, django_db_blocker, httpserver, carry
 ):
     """In the spool mode a provider call sends nothing to PostgreSQL on the request
     either: its usage counter travels in the row's line, and the drain adds it in
-    the row's own transaction, so a replay of the line adds nothing."""
+    the row's own transaction, so a replay of the line adds nothing. With
+    INFERENCE_SPOOL_CARRY_USAGE off it is committed on the request, as before."""
     from decimal import Decimal
 
     from apps.groups.serving import predict
@@ -941,15 +943,17 @@ def test_a_provider_calls_usage_rides_in_its_rows_line_and_counts_once(
     from tests.groups.conftest import llm_group_create, serve_chat
 
     settings.INFERENCE_SPOOL_LINGER_MS = 300  # time to look before the drain copies
+    settings.INFERENCE_SPOOL_CARRY_USAGE = carry
     serve_chat(httpserver, "/v1/chat/completions", "hello")
+    slug = f"spool-bot-{carry}".lower()
     with django_db_blocker.unblock(), _tenant():
         llm = llm_group_create(
-            "spool-bot",
+            slug,
             [(httpserver.url_for("/v1"), "champion", 100)],
             price_per_1k_input=Decimal("2"),
             price_per_1k_output=Decimal("8"),
         )
-        provider = ProviderConfig.objects.get(name="spool-bot-0")
+        provider = ProviderConfig.objects.get(name=f"{slug}-0")
 
         def counters() -> list[tuple[Any, ...]]:
             return list(
@@ -959,7 +963,7 @@ def test_a_provider_calls_usage_rides_in_its_rows_line_and_counts_once(
             )
 
         result = predict(
-            slug="spool-bot",
+            slug=slug,
             inputs={"messages": [{"role": "user", "content": "hi"}]},
             requester="test",
             door="openai",
@@ -974,8 +978,10 @@ def test_a_provider_calls_usage_rides_in_its_rows_line_and_counts_once(
         replayed = counters()
         stored = _stored(llm, [result.request_id])
 
-    assert before == []  # nothing committed on the request
-    assert counted == [(1, 0, 9, 3, Decimal("0.042000"))]  # (9 * 2 + 3 * 8) / 1000
+    usage = [(1, 0, 9, 3, Decimal("0.042000"))]  # (9 * 2 + 3 * 8) / 1000
+    assert before == ([] if carry else usage)  # committed on the request or not
+    assert (b"\tu1," in line) is carry
+    assert counted == usage
     assert replayed == counted
     assert list(stored) == [result.request_id]
 

@@ -271,3 +271,26 @@ def test_an_answer_with_nan_or_infinity_is_a_malformed_response(
         invoke(provider, inputs={"a": 1})
 
     assert caught.value.code == "provider_error"
+
+
+def test_calls_share_a_client_but_no_cookie_an_answer_sets(httpserver, make_provider):
+    """The client is kept between calls (its connections reused), and it may serve
+    another tenant with the same settings next: a cookie an answer sets is not sent
+    back."""
+    from werkzeug import Response
+
+    provider = make_provider(
+        kind="custom_http", base_url=httpserver.url_for("/cookie"), api_key=KEY
+    )
+    httpserver.expect_request("/cookie", method="POST").respond_with_response(
+        Response(
+            "[1]",
+            content_type="application/json",
+            headers={"Set-Cookie": "session=tenant-a; Path=/"},
+        )
+    )
+
+    invoke(provider, inputs=[[1.0]])
+    invoke(provider, inputs=[[1.0]])
+
+    assert [r.headers.get("Cookie") for r, _ in httpserver.log] == [None, None]

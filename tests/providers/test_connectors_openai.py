@@ -139,6 +139,31 @@ def test_a_chat_call_sends_the_headers_the_sdk_sends(httpserver, make_provider):
     assert chat.headers["User-Agent"].startswith("OpenAI/Python")
 
 
+def test_a_key_http_cannot_carry_is_a_provider_error_not_a_crash(
+    httpserver, make_provider, usage_today
+):
+    from apps.providers.errors import ProviderError
+
+    provider = make_provider(
+        kind="openai",
+        base_url=httpserver.url_for("/v1"),
+        api_key="sk-clé-0123456789",
+        default_model="gpt-4.1",
+    )
+    with pytest.raises(ProviderError) as caught:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+        )
+
+    assert caught.value.code == "bad_request"
+    assert "clé" not in str(caught.value)
+    assert usage_today(provider)["errors"] == 1
+    assert httpserver.log == []
+
+
 @pytest.mark.parametrize(
     "body",
     [

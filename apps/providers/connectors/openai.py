@@ -155,6 +155,12 @@ class OpenAIConnector(Connector):
             )
         except httpx2.HTTPError as exc:
             raise map_http_error(exc) from None
+        except ValueError:  # a header httpx cannot send: not ASCII
+            raise ProviderError(
+                "bad_request",
+                "the key, organisation or project holds characters HTTP headers "
+                "cannot carry",
+            ) from None
         if not response.is_success:
             raise error_for_response(response)
         try:
