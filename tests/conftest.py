@@ -28,11 +28,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """After pytest-django has migrated the public schema: the public tenant and two
-    customer tenants with their schemas, each with an admin user."""
+    customer tenants with their schemas, each with an admin user.
+
+    pytest-django creates the test database only when a selected test asks for `db`;
+    tests that only open their own connections (servers, workers, the spool's drain)
+    would otherwise run against the development database: it is created here then."""
+    from django.conf import settings
+    from django.test.utils import setup_databases, teardown_databases
+
     from apps.tenants.models import Organization
     from apps.tenants.services import public_tenant_ensure, tenant_create
 
+    created = None
     with django_db_blocker.unblock():
+        if (
+            connection.settings_dict["NAME"]
+            != settings.DATABASES["default"]["TEST"]["NAME"]
+        ):
+            created = setup_databases(
+                verbosity=0, interactive=False, aliases={"default", "replica"}
+            )
         public_tenant_ensure(domain="public.test")
         for slug, host in (TENANT_A, TENANT_B):
             if not Organization.objects.filter(schema_name=slug).exists():
@@ -55,6 +70,8 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+        if created is not None:
+            teardown_databases(created, verbosity=0)
 
 
 @pytest.fixture(autouse=True)

@@ -719,13 +719,14 @@ class Spool:
         from apps.inference.writer import FIELDS
 
         tabs = len(FIELDS) + 2  # schema, organisation, group (carried writes: +1)
-        refused: list[tuple[list[bytes], str]] = []
+        # (lines, reason, the schema whose counters get their usage, or None)
+        refused: list[tuple[list[bytes], str, str | None]] = []
         stalled: list[tuple[tuple[str, int, int], list[bytes], Any]] = []
         targets: dict[tuple[str, int, int], list[bytes]] = defaultdict(list)
         for line in lines:
             key = _parse(line, tabs)
             if key is None:
-                refused.append(([line], "not a spool line of this version"))
+                refused.append(([line], "not a spool line of this version", None))
             else:
                 targets[key].append(line)
         written = 0
@@ -739,7 +740,7 @@ class Spool:
                     reason = (
                         f"schema {schema} no longer belongs to organisation {tenant_id}"
                     )
-                    refused.append((rows, reason))
+                    refused.append((rows, reason, None))
                     continue
                 if hold and key in self.held:  # stalled: in order after its others
                     stalled.append((key, rows, None))
@@ -759,9 +760,15 @@ class Spool:
                     continue
                 if any(row.endswith(b"\tt\n") for row in rows):  # explain_requested
                     explain.append((schema, group_id))
+        # The batch went through: the usage its held and refused rows carry is
+        # committed now, apart from them, so that budgets see those calls too.
         for key, rows, cause in stalled:  # first: a failed write retries the batch
+            if self._commit_usage_apart(conn, key[0], rows):
+                rows = [_without_carried(line) for line in rows]
             self._hold(key, rows, cause)
-        for kept, reason in refused:
+        for kept, reason, counters in refused:
+            if counters is not None:
+                self._commit_usage_apart(conn, counters, kept)
             _reject_lines(spool, kept, reason)
         for schema, group_id in explain:
             self._explain_soon(schema, group_id)
@@ -773,7 +780,7 @@ class Spool:
         schema: str,
         target: sql.Composable,
         lines: list[bytes],
-        refused: list[tuple[list[bytes], str]],
+        refused: list[tuple[list[bytes], str, str | None]],
     ) -> int:
         """COPY the lines into their table, with the writes they carry in the same
         transaction; a replay's rows already there are skipped, and so are their
@@ -798,12 +805,36 @@ class Spool:
             if kind is None:
                 raise
             if kind == "table" or len(lines) == 1:
-                refused.append((lines, " ".join(str(exc).split())[:500]))
+                refused.append((lines, " ".join(str(exc).split())[:500], schema))
                 return 0
             half = len(lines) // 2
             return self._copy(conn, schema, target, lines[:half], refused) + self._copy(
                 conn, schema, target, lines[half:], refused
             )
+
+    def _commit_usage_apart(
+        self, conn: psycopg.Connection[Any], schema: str, lines: list[bytes]
+    ) -> bool:
+        """Commit the usage these lines carry in a transaction of its own: their rows
+        are held or refused. False when PostgreSQL would not take it (the lines then
+        keep it). A crash of this process before the batch's offset is recorded
+        counts it again with the replay."""
+        carries = [_split(line)[1] for line in lines]
+        if not any(carries):
+            return False
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                _commit_carried(cursor, schema, carries)
+        except psycopg.Error as exc:
+            logger.warning(
+                "inference spool: usage of %d held or refused row(s) in %s not "
+                "counted now: %s",
+                len(lines),
+                schema,
+                " ".join(str(exc).split())[:300],
+            )
+            return False
+        return True
 
     def _owners(
         self, conn: psycopg.Connection[Any], schemas: set[str]
@@ -943,6 +974,14 @@ def _split(line: bytes) -> tuple[bytes, bytes]:
     if head[3].startswith(CARRY):
         return head[4], head[3][1:]
     return line.split(b"\t", 3)[3], b""  # a line of the format before carried writes
+
+
+def _without_carried(line: bytes) -> bytes:
+    """The line without the writes it carries (once they are committed apart)."""
+    head = line.split(b"\t", 4)
+    if len(head) == 5 and head[3].startswith(CARRY):
+        return b"\t".join([*head[:3], head[4]])
+    return line
 
 
 def _commit_carried(

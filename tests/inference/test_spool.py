@@ -1016,3 +1016,59 @@ def test_lines_carrying_usage_of_a_gone_provider_garbled_or_of_the_old_format(
     rejected = (spool.directory / "rejected" / spool.own.path.name).read_text()
     assert garbled["request_id"] in rejected
     assert "not a spool line of this version" in rejected
+
+
+def test_usage_of_held_and_refused_rows_is_counted_once_without_waiting(
+    group, spool, django_db_blocker
+):
+    """Budgets must see provider calls whose rows wait in a held file or were
+    refused: their usage is committed once the batch went through, the held lines
+    lose it (so the rows add nothing when they land), the refused ones keep it in
+    rejected/ as a record."""
+    from datetime import date
+
+    from apps.providers.models import ProviderUsage
+    from apps.providers.services import provider_create
+
+    _pause_drain(spool)
+    with django_db_blocker.unblock(), _tenant(), _second_table(group) as broken:
+        provider = provider_create(
+            actor="test",
+            name=f"held-{os.urandom(3).hex()}",
+            kind="openai",
+            base_url="http://127.0.0.1:9/v1",
+            api_key="sk-held-0123456789",
+        )
+        usage = [f"{provider.pk},{date.today().isoformat()},0,1.5,10,2,0.001"]
+        tenant_id = _tenant_id()
+
+        def line(row: dict[str, Any], group_id: int) -> bytes:
+            return encode_line(SCHEMA, tenant_id, group_id, row_values(row), usage)
+
+        def requests() -> int:
+            counters = ProviderUsage.objects.filter(provider=provider)
+            return sum(counters.values_list("requests", flat=True))
+
+        _rename_column(broken, "door", "door_old")
+        held_rows = [_row(group), _row(group)]
+        for row in held_rows:
+            spool.append(line(row, broken))
+        spool.append(line(_row(group), 999999))  # no such table: refused
+        spool.append(line(_row(group), group.pk))
+        spool.flush()
+        held = spool.held[(SCHEMA, tenant_id, broken)]
+        counted = requests()
+        held_text = held.file.path.read_bytes()
+        assert spool.own is not None
+        rejected = (spool.directory / "rejected" / spool.own.path.name).read_bytes()
+
+        _rename_column(broken, "door_old", "door")
+        assert spool.retry_held(now=held.retry_at) == 2
+        after = requests()
+        landed = _stored(group, [r["request_id"] for r in held_rows], group_id=broken)
+
+    assert counted == 4  # the held two, the refused one, the written one
+    assert b"\tu" not in held_text
+    assert f"\tu{usage[0]}\t".encode() in rejected
+    assert after == 4
+    assert len(landed) == 2
