@@ -53,15 +53,13 @@ def _jobs_media(settings, tmp_path):  # type: ignore[no-untyped-def]
 
 
 def assert_test_database() -> None:
-    """pytest-django sets up the test database only when a selected test asks for
-    `db`; a worker test alone would otherwise run against the development one."""
+    """A guard for the tests whose workers write through connections of their own:
+    the harness's `django_db_setup` (tests/conftest.py) creates the test database
+    even when no selected test asks for `db`; never the development one."""
     name = connection.settings_dict["NAME"]
     expected = settings.DATABASES["default"]["TEST"]["NAME"]
     if name != expected:
-        pytest.fail(
-            f"connected to {name!r}, not the test database {expected!r}: run this "
-            "test together with a test that uses `db` (e.g. the whole module)"
-        )
+        pytest.fail(f"connected to {name!r}, not the test database {expected!r}")
 
 
 def start_worker(extra_env: dict[str, str] | None = None) -> subprocess.Popen:
