@@ -970,18 +970,16 @@ def _parse(line: bytes, tabs: int | None = None) -> tuple[str, int, int] | None:
 
 def _split(line: bytes) -> tuple[bytes, bytes]:
     """(the row's COPY text, the writes it carries) of a spool line."""
-    head = line.split(b"\t", 4)
-    if head[3].startswith(CARRY):
-        return head[4], head[3][1:]
-    return line.split(b"\t", 3)[3], b""  # a line of the format before carried writes
+    fields = line.split(b"\t", 4)
+    if fields[3].startswith(CARRY):
+        return fields[4], fields[3][1:]
+    return line.split(b"\t", 3)[3], b""  # a line without carried writes
 
 
 def _without_carried(line: bytes) -> bytes:
     """The line without the writes it carries (once they are committed apart)."""
-    head = line.split(b"\t", 4)
-    if len(head) == 5 and head[3].startswith(CARRY):
-        return b"\t".join([*head[:3], head[4]])
-    return line
+    row, carried = _split(line)
+    return line[: line.index(b"\t" + CARRY)] + b"\t" + row if carried else line
 
 
 def _commit_carried(

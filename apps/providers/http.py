@@ -14,13 +14,16 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpcore2
 import httpx2
 from httpcore2._backends.sync import SyncBackend, SyncStream
 
 from apps.core.ssrf import UnsafeURLError, resolve_checked
+
+if TYPE_CHECKING:
+    from apps.providers.connectors.base import ProviderSettings
 
 C = TypeVar("C")
 # Clients kept per process, one per provider configuration (kept_client).
@@ -112,11 +115,11 @@ def kept_client(key: tuple[Any, ...], build: Callable[[], C]) -> C:
         return client  # type: ignore[no-any-return]
 
 
-def client_key(*parts: Any) -> tuple[Any, ...]:
-    """A kept client's key: `parts` (a provider's settings: what the client is built
-    from; secrets among them are hashed) and the SSRF allow-list, whose change gives
-    new clients."""
+def client_key(config: ProviderSettings) -> tuple[Any, ...]:
+    """A kept client's key: all of a provider's settings, which the client is built
+    from (hashed: the key is among them), and the SSRF allow-list, whose change
+    gives new clients."""
     from django.conf import settings
 
-    text = json.dumps(parts, sort_keys=True, default=str)
+    text = json.dumps(vars(config), sort_keys=True, default=str)
     return (hashlib.sha256(text.encode()).hexdigest(), tuple(settings.SSRF_ALLOW_LIST))

@@ -180,7 +180,16 @@ def record_usage(
     # drain adds it in the row's transaction: the request sends nothing.
     raw_commit(
         _usage_statement(current_schema()),
-        [provider.pk, day, int(error), latency_ms, tokens_in, tokens_out, cost],
+        [
+            provider.pk,
+            day,
+            1,
+            int(error),
+            latency_ms,
+            tokens_in,
+            tokens_out,
+            cost,
+        ],
         later=True,
         spooled=(
             f"{provider.pk},{day.isoformat()},{int(error)},{float(latency_ms)!r},"
@@ -193,17 +202,29 @@ def record_usage(
 
 
 @lru_cache(maxsize=1024)
-def _usage_statement(schema: str) -> bytes:
+def _usage_statement(schema: str, *, guarded: bool = False) -> bytes:
+    """Add calls to a provider's counters of a day: (provider, day, requests,
+    errors, latency, tokens in, tokens out, cost). `guarded` (the spool's drain,
+    which adds calls later): then the provider once more, and a provider deleted
+    since, which has no counters left, is skipped."""
     return rendered(
         sql.SQL(
             "INSERT INTO {} AS u (provider_id, day, requests, errors, latency_ms_total, "
-            "tokens_in, tokens_out, cost) VALUES (%s, %s, 1, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (provider_id, day) DO UPDATE SET requests = u.requests + 1, "
+            "tokens_in, tokens_out, cost) SELECT %s, %s::date, %s, %s, %s, %s, %s, "
+            "%s::numeric {} ON CONFLICT (provider_id, day) DO UPDATE SET "
+            "requests = u.requests + EXCLUDED.requests, "
             "errors = u.errors + EXCLUDED.errors, "
             "latency_ms_total = u.latency_ms_total + EXCLUDED.latency_ms_total, "
             "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
             "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost"
-        ).format(sql.Identifier(schema, ProviderUsage._meta.db_table))
+        ).format(
+            sql.Identifier(schema, ProviderUsage._meta.db_table),
+            sql.SQL("WHERE EXISTS (SELECT FROM {} WHERE id = %s)").format(
+                sql.Identifier(schema, ProviderConfig._meta.db_table)
+            )
+            if guarded
+            else sql.SQL(""),
+        )
     )
 
 
@@ -237,8 +258,7 @@ def spooled_usage_parse(text: bytes) -> list[SpooledUsage]:
 
 def spooled_usage_commit(cursor: Any, schema: str, calls: list[SpooledUsage]) -> None:
     """Add spooled provider calls to the usage counters of `schema`, one statement
-    per provider and day, on the spool drain's cursor (in its transaction). A
-    provider deleted since has no counters left to add to: its calls are skipped."""
+    per provider and day, on the spool drain's cursor (in its transaction)."""
     totals: dict[tuple[int, date], list[Any]] = {}
     for pk, day, error, latency, tokens_in, tokens_out, cost in calls:
         total = totals.setdefault((pk, day), [0, 0, 0.0, 0, 0, Decimal(0)])
@@ -248,26 +268,9 @@ def spooled_usage_commit(cursor: Any, schema: str, calls: list[SpooledUsage]) ->
         total[3] += tokens_in
         total[4] += tokens_out
         total[5] += cost
-    statement = _spooled_usage_statement(schema)
+    statement = _usage_statement(schema, guarded=True)
     for (pk, day), total in sorted(totals.items()):  # one lock order for all drains
         cursor.execute(statement, [pk, day, *total, pk])
-
-
-@lru_cache(maxsize=1024)
-def _spooled_usage_statement(schema: str) -> sql.Composed:
-    return sql.SQL(
-        "INSERT INTO {} AS u (provider_id, day, requests, errors, latency_ms_total, "
-        "tokens_in, tokens_out, cost) SELECT %s, %s::date, %s, %s, %s, %s, %s, "
-        "%s::numeric WHERE EXISTS (SELECT FROM {} WHERE id = %s) "
-        "ON CONFLICT (provider_id, day) DO UPDATE SET "
-        "requests = u.requests + EXCLUDED.requests, errors = u.errors + EXCLUDED.errors, "
-        "latency_ms_total = u.latency_ms_total + EXCLUDED.latency_ms_total, "
-        "tokens_in = u.tokens_in + EXCLUDED.tokens_in, "
-        "tokens_out = u.tokens_out + EXCLUDED.tokens_out, cost = u.cost + EXCLUDED.cost"
-    ).format(
-        sql.Identifier(schema, ProviderUsage._meta.db_table),
-        sql.Identifier(schema, ProviderConfig._meta.db_table),
-    )
 
 
 def call_provider(

@@ -21,11 +21,33 @@ def test_a_client_is_built_once_and_the_least_recently_used_goes_first(monkeypat
     assert built == ["a", "b", "c", "b"]
 
 
-def test_the_key_hashes_secrets_and_holds_the_allow_list(settings):
+def test_the_key_hashes_every_setting_and_holds_the_allow_list(settings):
+    from apps.providers.connectors.base import ProviderSettings
+
     settings.SSRF_ALLOW_LIST = ["127.0.0.1"]
-    key = http.client_key("openai", "http://x", "sk-secret-0123")
+    config = ProviderSettings(
+        kind="custom_http", base_url="http://x", api_key="sk-secret-0123"
+    )
+    key = http.client_key(config)
 
     assert "sk-secret" not in repr(key)
-    assert key != http.client_key("openai", "http://x", "sk-secret-0124")
+    assert key == http.client_key(
+        ProviderSettings(
+            kind="custom_http", base_url="http://x", api_key="sk-secret-0123"
+        )
+    )
+    assert key != http.client_key(
+        ProviderSettings(
+            kind="custom_http", base_url="http://x", api_key="sk-secret-0124"
+        )
+    )
+    assert key != http.client_key(
+        ProviderSettings(
+            kind="custom_http",
+            base_url="http://x",
+            api_key="sk-secret-0123",
+            options={"headers": {"X-Team": "risk"}},
+        )
+    )
     settings.SSRF_ALLOW_LIST = ["127.0.0.1", "10.0.0.1"]
-    assert key != http.client_key("openai", "http://x", "sk-secret-0123")
+    assert key != http.client_key(config)

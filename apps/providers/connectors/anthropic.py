@@ -41,7 +41,7 @@ class AnthropicConnector(Connector):
         (apps.providers.http.kept_client): its connections serve the next call."""
         config = self.config
         return kept_client(
-            client_key(self.kind, config.base_url, config.api_key, config.timeout),
+            client_key(config),
             lambda: anthropic.Anthropic(
                 # Always explicit: without it the SDK reads env vars and profiles.
                 api_key=config.api_key or "none",

@@ -57,10 +57,11 @@ class CustomHTTPConnector(Connector):
         return headers
 
     def _send(self, method: str, url: str, *, body: Any = None) -> httpx2.Response:
-        headers, timeout = self._headers(), self.config.timeout
         client = kept_client(
-            client_key(self.kind, headers, timeout),
-            lambda: guarded_client(timeout=timeout, headers=headers),
+            client_key(self.config),
+            lambda: guarded_client(
+                timeout=self.config.timeout, headers=self._headers()
+            ),
         )
         try:
             if method == "POST":

@@ -69,14 +69,7 @@ class HuggingFaceConnector(Connector):
         params: dict[str, Any] | None = None,
         json: Any = None,
     ) -> Any:
-        headers = {"Accept": "application/json"}
-        if self.config.api_key:
-            headers["Authorization"] = f"Bearer {self.config.api_key}"
-        timeout = self.config.timeout
-        client = kept_client(
-            client_key(self.kind, headers, timeout),
-            lambda: guarded_client(timeout=timeout, headers=headers),
-        )
+        client = kept_client(client_key(self.config), self._build)
         try:
             response = client.request(method, url, params=params, json=json)
         except httpx2.HTTPError as exc:
@@ -88,6 +81,12 @@ class HuggingFaceConnector(Connector):
                 "provider_error", f"unexpected HTTP {response.status_code}"
             )
         return json_body(response)
+
+    def _build(self) -> httpx2.Client:
+        headers = {"Accept": "application/json"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        return guarded_client(timeout=self.config.timeout, headers=headers)
 
     @classmethod
     def validate_config(cls, data: dict[str, Any]) -> ValidationReport:

@@ -66,18 +66,7 @@ class OpenAIConnector(Connector):
     def _clients(self) -> _Clients:
         """The SDK client and its transport, kept per provider configuration and
         process (apps.providers.http.kept_client)."""
-        config = self.config
-        return kept_client(
-            client_key(
-                self.kind,
-                config.base_url,
-                config.api_key,
-                config.organization,
-                config.project,
-                config.timeout,
-            ),
-            self._build,
-        )
+        return kept_client(client_key(self.config), self._build)
 
     def _build(self) -> _Clients:
         http = guarded_client(timeout=self.config.timeout)
