@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+import orjson
 from django.db import models
 from rest_framework import serializers
 
@@ -48,16 +49,35 @@ def storable(value: Any, *, nul: bool = True) -> Any:
     """A JSON value PostgreSQL can store: no NUL character (unless `nul` is False, for
     values whose NULs are replaced when stored, e.g. a prediction's logged input), no
     lone surrogate, only finite numbers, anywhere in it, keys included."""
-    try:  # the common case at C speed (prediction inputs pass here)
+    if not _plainly_storable(value, nul=nul):
+        _refuse(value, nul=nul)  # which problem, and where
+    return value
+
+
+_ORJSON_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _plainly_storable(value: Any, *, nul: bool) -> bool:
+    """Whether the value is JSON's own types only (string keys, no integer beyond 64
+    bits), all of them storable: the common case, at C speed (prediction inputs pass
+    here). False says only that `_refuse` must look."""
+    try:  # orjson refuses lone surrogates, other types and subclasses
+        data = orjson.dumps(value, option=_ORJSON_STRICT)
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    else:
+        if b"null" not in data:  # orjson writes NaN and infinity as null
+            return not nul or b"\\u0000" not in data
+    try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
         text.encode("utf-8")
     except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
-        pass
-    else:
-        if not nul or "\\u0000" not in text:
-            return value
-    _refuse(value, nul=nul)  # which problem, and where
-    return value
+        return False
+    return not nul or "\\u0000" not in text
 
 
 class StorableJSONField(serializers.JSONField):
@@ -69,6 +89,14 @@ class StorableJSONField(serializers.JSONField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Any:
+        # A value found plainly storable passes DRF's own check too (json.dumps
+        # without NaN), which is not run again.
+        if (
+            not self.binary
+            and not getattr(data, "is_json_string", False)
+            and _plainly_storable(data, nul=self.nul)
+        ):
+            return data
         # Before DRF's own check, which calls infinity "not valid JSON".
         storable(data, nul=self.nul)
         value = super().to_internal_value(data)
