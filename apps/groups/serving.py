@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import itemgetter
@@ -644,11 +644,16 @@ _explain_queued: dict[tuple[str, int], float] = {}
 EXPLAIN_DEBOUNCE_SECONDS = 2.0
 
 
+# A UUIDv7 as new_request_id spells it, and as PostgreSQL gives it back. Python
+# reads other spellings too (upper case, braces, no dashes, a urn: prefix), some of
+# which PostgreSQL refuses: a caller's id spelt so is its client_request_id.
+_UUID7 = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
+
+
 def _is_uuid7(value: str | None) -> bool:
-    try:
-        return value is not None and uuid.UUID(value).version == 7
-    except ValueError:
-        return False
+    return value is not None and _UUID7.fullmatch(value) is not None
 
 
 def shadow_invoke(group_id: int, member_id: int, request_id: str, inputs: Any) -> str:

@@ -420,3 +420,44 @@ def _active_group(
         members_set(group=group, members=members, actor="test")
         group_set_status(group=group, status="active", actor="test")
     return group
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["urn:uuid:{}", "upper", "hex"],
+    ids=["urn", "upper-case", "no dashes"],
+)
+def test_a_request_id_that_is_a_uuid7_in_another_spelling_is_kept_aside(
+    tenant_a, make_key, api_client, trained, shape
+):
+    """Only the canonical spelling of a UUIDv7 becomes the row's key: another spelling
+    of one (which Python reads, and PostgreSQL may not: a urn: prefix was a 400 naming
+    `query`, after the model had answered) is the client's id."""
+    from apps.core.context import new_request_id
+
+    with schema_context("alpha"):
+        group = seed_demo_content(actor="test")
+    _, key = make_key(tenant_a, scope="predict")
+    client = api_client(tenant_a, key=key)
+    canonical = new_request_id()
+    sent = {
+        "upper": canonical.upper(),
+        "hex": canonical.replace("-", ""),
+    }.get(shape) or shape.format(canonical)
+
+    response = client.post(
+        f"/api/v1/groups/{DEMO_GROUP}/predict/",
+        {"inputs": demo_rows(1)[0]},
+        format="json",
+        HTTP_X_REQUEST_ID=sent,
+    )
+
+    assert response.status_code == 200, response.content
+    assert response["X-Request-ID"] == sent
+    request_id = response.json()["request_id"]
+    assert request_id != sent
+    with schema_context("alpha"), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT request_id::text, client_request_id FROM inference_log_g{group.pk}"
+        )
+        assert cursor.fetchall() == [(request_id, sent)]
