@@ -144,7 +144,7 @@ def test_negotiation_answers_as_drf_does(accept, query, renderers):
     assert outcome(parsers.ContentNegotiation()) == outcome(DefaultContentNegotiation())
 
 
-def test_the_api_negotiates_through_our_class(settings):
+def test_the_api_negotiates_through_our_class():
     from rest_framework.settings import api_settings
 
     assert api_settings.DEFAULT_CONTENT_NEGOTIATION_CLASS is parsers.ContentNegotiation

@@ -1,5 +1,6 @@
 """StorableJSONField and `storable` (apps/core/serializer_fields.py): what passes,
-what is refused and under which path, whichever encoder the quick check used."""
+what is refused and under which path, and that a value the quick check passes skips
+DRF's own check only when that check would pass it too."""
 
 from __future__ import annotations
 
