@@ -23,10 +23,12 @@ def importance_add(version_id: int, explanations: list[dict[str, Any]]) -> None:
 
 
 def importance_add_values(
-    version_id: int, feature_names: list[str], values: np.ndarray
+    version_id: int, feature_names: list[str], values: np.ndarray, cursor: Any = None
 ) -> None:
     """importance_add for a batch given as its contributions matrix (rows, features):
-    the same sums, added row after row in the same order, without a dict per row."""
+    the same sums, added row after row in the same order, without a dict per row.
+    `cursor`: a cursor of the connection to write on (in its transaction), whose
+    search_path names the tenant's schema; default, Django's connection."""
     import numpy as np  # the pages that only read importance do without it
 
     if len(values) == 0:
@@ -36,24 +38,32 @@ def importance_add_values(
     # differently from the running sums importance_add keeps).
     totals = np.add.accumulate(magnitudes, axis=0)[-1].tolist()
     _importance_upsert(
-        version_id, dict(zip(feature_names, totals, strict=True)), len(values)
+        version_id,
+        dict(zip(feature_names, totals, strict=True)),
+        len(values),
+        cursor=cursor,
     )
 
 
-def _importance_upsert(version_id: int, sums: dict[str, float], count: int) -> None:
+def _importance_upsert(
+    version_id: int, sums: dict[str, float], count: int, cursor: Any = None
+) -> None:
     if not sums:
+        return
+    if cursor is None:
+        with connection.cursor() as django_cursor:
+            _importance_upsert(version_id, sums, count, cursor=django_cursor)
         return
     table = FeatureImportance._meta.db_table
     # One statement for every feature (in the same order as one upsert each).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} AS i (version_id, feature, abs_sum, count) "  # noqa: S608
-            "SELECT %s, f.feature, f.abs_sum, %s FROM ROWS FROM "
-            "(unnest(%s::text[]), unnest(%s::float8[])) AS f(feature, abs_sum) "
-            "ON CONFLICT (version_id, feature) DO UPDATE "
-            "SET abs_sum = i.abs_sum + EXCLUDED.abs_sum, count = i.count + EXCLUDED.count",
-            [version_id, count, list(sums), list(sums.values())],
-        )
+    cursor.execute(
+        f"INSERT INTO {table} AS i (version_id, feature, abs_sum, count) "  # noqa: S608
+        "SELECT %s, f.feature, f.abs_sum, %s FROM ROWS FROM "
+        "(unnest(%s::text[]), unnest(%s::float8[])) AS f(feature, abs_sum) "
+        "ON CONFLICT (version_id, feature) DO UPDATE "
+        "SET abs_sum = i.abs_sum + EXCLUDED.abs_sum, count = i.count + EXCLUDED.count",
+        [version_id, count, list(sums), list(sums.values())],
+    )
 
 
 def version_importance(
