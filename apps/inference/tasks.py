@@ -222,24 +222,28 @@ def _explain_overlapped(
             raise
         return len(work.documents)
 
-    params = libpq_params()
+    def connect() -> psycopg.Connection[Any]:
+        raw = psycopg.connect(**libpq_params())
+        try:
+            # The tenant's schema first, as Django's connection has it (the
+            # importance table is named without its schema).
+            raw.execute(
+                sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema))
+            )
+            raw.commit()
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+
     lanes: list[psycopg.Connection[Any]] = []
     pending: list[Future[int] | None] = [None, None]
     started, done, turn = time.monotonic(), 0, 0
     with ThreadPoolExecutor(1, thread_name_prefix="explain-store") as storing:
         try:
-            for _ in range(2):
-                raw = psycopg.connect(**params)
-                # The tenant's schema first, as Django's connection has it (the
-                # importance table is named without its schema).
-                raw.execute(
-                    sql.SQL("SET search_path TO {}, public").format(
-                        sql.Identifier(schema)
-                    )
-                )
-                raw.commit()
-                lanes.append(raw)
             while time.monotonic() - started < budget_seconds:
+                if len(lanes) == turn:  # the second only once there is a second batch
+                    lanes.append(connect())
                 raw = lanes[turn]
                 previous = pending[turn]
                 if previous is not None:
