@@ -64,12 +64,15 @@ class ContentNegotiation(DefaultContentNegotiation):
         self, request: Any, renderers: Any, format_suffix: Any = None
     ) -> Any:
         meta = request.META
+        query = meta.get("QUERY_STRING", "")
+        override = self.settings.URL_FORMAT_OVERRIDE
         if (
             not format_suffix
             and renderers
             and renderers[0].media_type == "application/json"
             and meta.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json")
-            and "format" not in meta.get("QUERY_STRING", "")
+            # no format asked for in the query string, percent-encoded or not
+            and (not override or (override not in query and "%" not in query))
         ):
             return renderers[0], "application/json"
         return super().select_renderer(request, renderers, format_suffix)

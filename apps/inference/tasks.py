@@ -150,7 +150,12 @@ def _store(raw: Any, table: sql.Identifier, work: _Explained) -> None:
     from apps.inference.importance import importance_add_values
 
     with psycopg.Cursor(raw) as cursor:
-        for version_id, features, values in work.importance:
+        # In the versions' order: two passes whose batches hold the same versions
+        # (a champion and a challenger) lock their importance rows alike, never
+        # each waiting for the other.
+        for version_id, features, values in sorted(
+            work.importance, key=lambda item: item[0]
+        ):
             importance_add_values(version_id, features, values, cursor=cursor)
         # One statement for the batch: the keys as arrays and the explanations as one
         # JSON array (encoded once, split by the database), zipped by position. Bound
@@ -247,8 +252,8 @@ def _explain_overlapped(
                 raw = lanes[turn]
                 previous = pending[turn]
                 if previous is not None:
-                    pending[turn] = None
                     done += previous.result()
+                    pending[turn] = None
                 with raw.cursor() as cursor:
                     rows = _lock_batch(cursor, table, batch)
                 if not rows:
@@ -263,12 +268,16 @@ def _explain_overlapped(
                 turn = 1 - turn
             for index, future in enumerate(pending):
                 if future is not None:
-                    pending[index] = None
                     done += future.result()
+                    pending[index] = None
         finally:
-            for future in pending:  # after an error: let the other commit finish
-                if future is not None:
-                    future.exception()
+            # After an error: no connection is closed under a commit still running.
+            for future in pending:
+                if future is not None and future.exception() is not None:
+                    logger.warning(
+                        "storing a batch of explanations failed as well: %r",
+                        future.exception(),
+                    )
             for raw in lanes:
                 raw.close()
     return done

@@ -32,12 +32,16 @@ def group(django_db_setup, django_db_blocker, trained):  # type: ignore[no-untyp
     from apps.groups.serving import clear_route_cache
 
     with django_db_blocker.unblock():
+        from apps.tenants.models import Organization
+
+        if Organization.objects.filter(schema_name=SCHEMA).exists():  # a killed run's
+            tenant_delete(slug=SCHEMA)
         tenant_create(
             slug=SCHEMA, name="Overlap", admin_email="a@overlap.test", domains=[]
         )
-        clear_route_cache()
-        explainer_cache_clear()
         try:
+            clear_route_cache()
+            explainer_cache_clear()
             with schema_context(SCHEMA):
                 yield seed_demo_content(actor="test")
         finally:
