@@ -270,14 +270,17 @@ def _explain_overlapped(
                 if future is not None:
                     done += future.result()
                     pending[index] = None
-        finally:
-            # After an error: no connection is closed under a commit still running.
+        except BaseException as error:
+            # No connection is closed under a commit still running; a failure of
+            # that commit as well is logged.
             for future in pending:
-                if future is not None and future.exception() is not None:
+                other = None if future is None else future.exception()
+                if other is not None and other is not error:
                     logger.warning(
-                        "storing a batch of explanations failed as well: %r",
-                        future.exception(),
+                        "storing a batch of explanations failed as well: %r", other
                     )
+            raise
+        finally:
             for raw in lanes:
                 raw.close()
     return done
