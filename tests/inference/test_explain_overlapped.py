@@ -85,6 +85,25 @@ def _explained(group: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         return [(json.loads(i), json.loads(e)) for i, e in cursor.fetchall()]
 
 
+def _client_connections() -> int:
+    """Connections to this database, once those just closed are gone (a backend
+    leaves a moment after its client closes)."""
+    import time
+
+    deadline, seen = time.monotonic() + 5, -1
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND backend_type = 'client backend'"
+            )
+            count = int(cursor.fetchone()[0])
+            if count == seen or time.monotonic() > deadline:
+                return count
+            seen = count
+            time.sleep(0.2)
+
+
 def _waiting(group: Any) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -106,9 +125,11 @@ def test_batches_taking_turns_store_each_row_once(
     )
     with django_db_blocker.unblock(), schema_context(SCHEMA):
         assert not connection.in_atomic_block
+        before = _client_connections()
         done = tasks.explain_pending(group.pk, batch=BATCH)
         again = tasks.explain_pending(group.pk, batch=BATCH)
 
+        assert _client_connections() == before  # its own two are closed
         assert len(overlapped) == 2
         assert (done, again) == (ROWS, 0)
         stored = _explained(group)
