@@ -91,6 +91,19 @@ def _text(locator: Any) -> str:
     return (locator.text_content() or "").strip()
 
 
+def _reveal(page: Any, version_id: int) -> None:
+    """Scroll to a version's analytics until its panel has replaced the placeholder,
+    as a reader would: the placeholder loads when it comes into view, and the other
+    version's panel, loading above it at the same moment, can push it out of view
+    again before it is seen."""
+    placeholder = page.locator(f"#va-{version_id}")
+    for _ in range(20):
+        placeholder.scroll_into_view_if_needed()
+        if page.locator(f"#va-{version_id}.va-panel").count():
+            return
+        page.wait_for_timeout(500)
+
+
 def test_models_list_to_version_analytics_numbers_equal_sql(
     admin_page, traffic, django_db_blocker, request
 ):
@@ -117,7 +130,7 @@ def test_models_list_to_version_analytics_numbers_equal_sql(
         if details.get_attribute("open") is None:
             details.locator("summary").click()
         panel = page.locator(f"#va-{version_id}.va-panel")
-        page.locator(f"#va-{version_id}").scroll_into_view_if_needed()
+        _reveal(page, version_id)
         expect(panel.locator("dl.va-kpis dd[data-va=requests]")).to_be_visible()
         since = parse_datetime(panel.get_attribute("data-since"))
         until = parse_datetime(panel.get_attribute("data-until"))
