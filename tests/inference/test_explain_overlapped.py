@@ -85,25 +85,6 @@ def _explained(group: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         return [(json.loads(i), json.loads(e)) for i, e in cursor.fetchall()]
 
 
-def _client_connections() -> int:
-    """Connections to this database, once those just closed are gone (a backend
-    leaves a moment after its client closes)."""
-    import time
-
-    deadline, seen = time.monotonic() + 5, -1
-    with connection.cursor() as cursor:
-        while True:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                "current_database() AND backend_type = 'client backend'"
-            )
-            count = int(cursor.fetchone()[0])
-            if count == seen or time.monotonic() > deadline:
-                return count
-            seen = count
-            time.sleep(0.2)
-
-
 def _waiting(group: Any) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -116,21 +97,21 @@ def _waiting(group: Any) -> int:
 def test_batches_taking_turns_store_each_row_once(
     group, pending, django_db_blocker, monkeypatch
 ):
-    overlapped = []
-    real = tasks._explain_overlapped
+    opened: list[psycopg.Connection[Any]] = []
+    connect = psycopg.connect
     monkeypatch.setattr(
-        tasks,
-        "_explain_overlapped",
-        lambda *a, **k: overlapped.append(a) or real(*a, **k),
+        psycopg,
+        "connect",
+        lambda *a, **k: opened.append(connect(*a, **k)) or opened[-1],
     )
     with django_db_blocker.unblock(), schema_context(SCHEMA):
         assert not connection.in_atomic_block
-        before = _client_connections()
         done = tasks.explain_pending(group.pk, batch=BATCH)
+        # Both connections took batches, and are closed once the pass returns.
+        assert len(opened) == 2 and all(c.closed for c in opened)
         again = tasks.explain_pending(group.pk, batch=BATCH)
+        assert len(opened) == 3  # nothing to do: one connection, to find that out
 
-        assert _client_connections() == before  # its own two are closed
-        assert len(overlapped) == 2
         assert (done, again) == (ROWS, 0)
         stored = _explained(group)
         assert len(stored) == ROWS and _waiting(group) == 0
