@@ -75,16 +75,15 @@ class StorableJSONField(serializers.JSONField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Any:
-        # A value found plainly storable passes DRF's own check too (json.dumps
-        # without NaN), which is not run again.
-        if (
-            not self.binary
-            and not getattr(data, "is_json_string", False)
-            and _plainly_storable(data, nul=self.nul)
-        ):
+        if self.binary or getattr(data, "is_json_string", False):
+            storable(data, nul=self.nul)  # the text itself
+        elif _plainly_storable(data, nul=self.nul):
+            # It passes DRF's own check too (json.dumps without NaN): not run again.
             return data
-        # Before DRF's own check, which calls infinity "not valid JSON".
-        storable(data, nul=self.nul)
+        else:
+            # Which problem, and where: before DRF's own check, which calls
+            # infinity "not valid JSON".
+            _refuse(data, nul=self.nul)
         value = super().to_internal_value(data)
         if value is not data:  # parsed from text (a form field's JSON)
             storable(value, nul=self.nul)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connection
@@ -50,20 +51,17 @@ def _importance_upsert(
 ) -> None:
     if not sums:
         return
-    if cursor is None:
-        with connection.cursor() as django_cursor:
-            _importance_upsert(version_id, sums, count, cursor=django_cursor)
-        return
     table = FeatureImportance._meta.db_table
     # One statement for every feature (in the same order as one upsert each).
-    cursor.execute(
-        f"INSERT INTO {table} AS i (version_id, feature, abs_sum, count) "  # noqa: S608
-        "SELECT %s, f.feature, f.abs_sum, %s FROM ROWS FROM "
-        "(unnest(%s::text[]), unnest(%s::float8[])) AS f(feature, abs_sum) "
-        "ON CONFLICT (version_id, feature) DO UPDATE "
-        "SET abs_sum = i.abs_sum + EXCLUDED.abs_sum, count = i.count + EXCLUDED.count",
-        [version_id, count, list(sums), list(sums.values())],
-    )
+    with connection.cursor() if cursor is None else nullcontext(cursor) as writer:
+        writer.execute(
+            f"INSERT INTO {table} AS i (version_id, feature, abs_sum, count) "  # noqa: S608
+            "SELECT %s, f.feature, f.abs_sum, %s FROM ROWS FROM "
+            "(unnest(%s::text[]), unnest(%s::float8[])) AS f(feature, abs_sum) "
+            "ON CONFLICT (version_id, feature) DO UPDATE "
+            "SET abs_sum = i.abs_sum + EXCLUDED.abs_sum, count = i.count + EXCLUDED.count",
+            [version_id, count, list(sums), list(sums.values())],
+        )
 
 
 def version_importance(
