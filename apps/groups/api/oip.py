@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -18,6 +19,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
+from apps.core.doors import json_answer, json_body
 from apps.core.errors import ApplicationError
 from apps.core.serializer_fields import StorableDictField, StorableJSONField
 from apps.core.serializers import RequestBodySerializer
@@ -298,9 +300,11 @@ class InferView(APIView):
             },
         ),
     )
-    def post(self, request: Request, slug: str, version: str | None = None) -> Response:
+    def post(
+        self, request: Request, slug: str, version: str | None = None
+    ) -> HttpResponseBase:
         check_body_size(request)
-        payload = InferRequestSerializer(data=request.data)
+        payload = InferRequestSerializer(data=json_body(request))
         payload.is_valid(raise_exception=True)
         route = group_route(slug)
         if route.is_llm:
@@ -338,12 +342,13 @@ class InferView(APIView):
             parameters["explanation"] = result.explanation
         elif result.explanation_error:
             parameters["explanation_error"] = result.explanation_error
-        return Response(
+        return json_answer(
+            request,
             {
                 "model_name": slug,
                 "model_version": str(result.version.number),
                 "id": payload.validated_data.get("id") or result.request_id,
                 "parameters": parameters,
                 "outputs": outputs_to_tensors(result.outputs),
-            }
+            },
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -18,6 +19,7 @@ from apps.accounts.authentication import (
 )
 from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
+from apps.core.doors import json_answer, json_body
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.core.serializer_fields import StorableDictField, StorableJSONField
 from apps.core.serializers import RequestBodySerializer
@@ -121,9 +123,9 @@ class ChatCompletionsView(OpenAIDoor):
             },
         ),
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponseBase:
         check_body_size(request)
-        payload = ChatRequestSerializer(data=request.data)
+        payload = ChatRequestSerializer(data=json_body(request))
         payload.is_valid(raise_exception=True)
         data: dict[str, Any] = payload.validated_data
         slug = data["model"]
@@ -151,7 +153,8 @@ class ChatCompletionsView(OpenAIDoor):
             request_id=request.request_id,  # type: ignore[attr-defined]
         )
         output = result.outputs
-        return Response(
+        return json_answer(
+            request,
             {
                 "id": f"chatcmpl-{result.request_id}",
                 "object": "chat.completion",

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -12,6 +13,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.roles import Role, Scope
 from apps.accounts.throttling import PredictRateThrottle
+from apps.core.doors import json_answer, json_body
 from apps.core.errors import ApplicationError
 from apps.groups import services
 from apps.groups.api.serializers import (
@@ -126,9 +128,9 @@ class GroupPredictView(APIView):
     throttle_classes = [PredictRateThrottle]
 
     @extend_schema(request=PredictInSerializer, responses=PredictOutSerializer)
-    def post(self, request: Request, slug: str) -> Response:
+    def post(self, request: Request, slug: str) -> HttpResponseBase:
         check_body_size(request)
-        payload = PredictInSerializer(data=request.data)
+        payload = PredictInSerializer(data=json_body(request))
         payload.is_valid(raise_exception=True)
         result = predict(
             slug=slug,
@@ -150,7 +152,7 @@ class GroupPredictView(APIView):
             body["explanation"] = result.explanation
             if result.explanation_error:
                 body["explanation_error"] = result.explanation_error
-        return Response(body)
+        return json_answer(request, body)
 
 
 class GroupFeedbackView(APIView):

@@ -1,0 +1,81 @@
+"""The prediction doors' body and answer: what DRF's `request.data` and `Response`
+give them, without DRF's per-request machinery in the common case.
+
+A door (REST predict, Open Inference Protocol infer, OpenAI chat completions) reads
+one small JSON body and answers one JSON document. DRF's `request.data` finds the
+parser again, wraps the body in a stream and unpacks the result on every request, and
+a `Response` is a template response rendered after the view returns; inside a
+prediction both cost some 50 us together. The two functions here do the same work
+directly when the request is the common one and leave every other request to DRF:
+what is accepted, every error and every byte of the answer stay DRF's
+(`tests/core/test_doors.py`, with DRF as the oracle).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from django.http import HttpResponse
+from django.http.request import RawPostDataException
+from django.http.response import HttpResponseBase
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.parsers import JSONParser
+
+_JSON = "application/json"
+
+
+def json_body(request: Request) -> Any:
+    """`request.data`. A non-empty body sent as exactly `application/json` to a view
+    whose first parser is the API's JSON parser (the one DRF would pick for it) goes
+    to that parser straight away; anything else is DRF's `request.data`."""
+    http = request._request
+    meta = http.META
+    parsers = request.parsers
+    if (
+        parsers
+        and isinstance(parsers[0], JSONParser)
+        and meta.get("CONTENT_TYPE") == _JSON
+        and _has_content(meta)
+    ):
+        try:
+            raw = http.body
+        except RawPostDataException:  # the stream was read before: DRF's way
+            return request.data
+        return parsers[0].parse(io.BytesIO(raw), _JSON, request.parser_context)
+    return request.data
+
+
+def _has_content(meta: Any) -> bool:
+    # DRF reads a body only when its declared length is a positive integer; without
+    # one the data is empty (`{}`), which DRF's own path answers.
+    try:
+        return int(meta.get("CONTENT_LENGTH") or 0) > 0
+    except ValueError:
+        return False
+
+
+def json_answer(
+    request: Request, body: Any, *, headers: dict[str, str] | None = None
+) -> HttpResponseBase:
+    """A 200 answer holding `body`, as `Response(body, headers=headers)` would be
+    rendered for this request. When the negotiated answer is plain `application/json`
+    through DRF's JSON renderer (what a caller gets unless it asks for something
+    else, e.g. `Accept: application/json; indent=2`), the body is rendered now into
+    a plain `HttpResponse`; otherwise it is DRF's `Response`."""
+    renderer: Any = getattr(request, "accepted_renderer", None)
+    if (
+        type(renderer) is JSONRenderer
+        and request.accepted_media_type == _JSON
+        and body is not None  # DRF answers None with no body and no content type
+    ):
+        content_type = renderer.media_type
+        if renderer.charset:
+            content_type = f"{content_type}; charset={renderer.charset}"
+        return HttpResponse(
+            renderer.render(body, _JSON, {}), content_type=content_type, headers=headers
+        )
+    return Response(body, headers=headers)
