@@ -81,10 +81,13 @@ class GuardedTransport(httpx2.HTTPTransport):
 
 
 def guarded_client(
-    *, timeout: float, headers: dict[str, str] | None = None
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    transport: GuardedTransport | None = None,
 ) -> httpx2.Client:
     return httpx2.Client(
-        transport=GuardedTransport(),
+        transport=transport or GuardedTransport(),
         timeout=httpx2.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,
@@ -93,6 +96,46 @@ def guarded_client(
         # not ride along on the next call, perhaps another tenant's.
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
+
+
+class DirectPost:
+    """POSTs to one URL sent straight on a guarded client's transport: the client's
+    connection pool, SSRF guard and timeouts, with the request the client would
+    build (its headers merged with the call's, its timeout), without building it
+    through the client again for every call (about 0.15 ms of Python a call). The
+    client follows no redirects, runs no auth flow and keeps no cookie (its jar
+    refuses them all), so there is nothing else the client would have done."""
+
+    def __init__(
+        self,
+        client: httpx2.Client,
+        transport: GuardedTransport,
+        url: str,
+        headers: dict[str, str],
+    ) -> None:
+        self.transport = transport
+        self.url = httpx2.URL(url)
+        merged = httpx2.Headers(client.headers)
+        merged.update(headers)
+        self.headers = merged
+        self.extensions = {"timeout": client.timeout.as_dict()}
+
+    def __call__(self, content: bytes) -> httpx2.Response:
+        """The answer, read whole. Raises httpx2's errors, as the client would."""
+        request = httpx2.Request(
+            "POST",
+            self.url,
+            headers=self.headers,
+            content=content,
+            extensions=self.extensions,
+        )
+        response = self.transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
 
 def kept_client(key: tuple[Any, ...], build: Callable[[], C]) -> C:

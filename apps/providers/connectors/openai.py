@@ -25,7 +25,13 @@ from apps.providers.connectors.base import (
     ValidationReport,
 )
 from apps.providers.errors import ProviderError
-from apps.providers.http import client_key, guarded_client, kept_client
+from apps.providers.http import (
+    DirectPost,
+    GuardedTransport,
+    client_key,
+    guarded_client,
+    kept_client,
+)
 
 T = TypeVar("T")
 
@@ -33,9 +39,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class _Clients:
     sdk: openai.OpenAI
-    http: httpx2.Client  # the SDK's transport, shared
-    chat_url: str
-    headers: dict[str, str]
+    chat: DirectPost  # on the SDK client's own transport
 
 
 CHAT_PARAMETERS = {
@@ -69,7 +73,8 @@ class OpenAIConnector(Connector):
         return kept_client(client_key(self.config), self._build)
 
     def _build(self) -> _Clients:
-        http = guarded_client(timeout=self.config.timeout)
+        transport = GuardedTransport()
+        http = guarded_client(timeout=self.config.timeout, transport=transport)
         sdk = openai.OpenAI(
             api_key=self.config.api_key or "none",
             organization=self.config.organization or None,
@@ -84,9 +89,12 @@ class OpenAIConnector(Connector):
         headers = {**sdk.default_headers, **sdk.auth_headers}
         return _Clients(
             sdk=sdk,
-            http=http,
-            chat_url=str(sdk.base_url.join("chat/completions")),
-            headers={k: v for k, v in headers.items() if isinstance(v, str)},
+            chat=DirectPost(
+                http,
+                transport,
+                str(sdk.base_url.join("chat/completions")),
+                {k: v for k, v in headers.items() if isinstance(v, str)},
+            ),
         )
 
     def _call(self, fn: Callable[[openai.OpenAI], T]) -> T:
@@ -131,7 +139,6 @@ class OpenAIConnector(Connector):
         model = self.model_for(request)
         params = {k: v for k, v in request.parameters.items() if k in CHAT_PARAMETERS}
 
-        clients = self._clients()
         body = {"model": model, "messages": request.messages, **params}
         # The serving path's call goes out on the SDK client's own connection pool
         # (the guarded transport, its timeouts) with the SDK's headers, as one POST
@@ -139,12 +146,10 @@ class OpenAIConnector(Connector):
         # and URL building cost more than the round trip to a nearby server (about
         # 1 ms per call, docs/performance.md). The answer is read from its JSON.
         try:
-            response = clients.http.post(
-                clients.chat_url, content=_json_bytes(body), headers=clients.headers
-            )
+            response = self._clients().chat(_json_bytes(body))
         except httpx2.HTTPError as exc:
             raise map_http_error(exc) from None
-        except ValueError:  # a header httpx cannot send: not ASCII
+        except ValueError:  # a header httpx cannot send (not ASCII), as it is built
             raise ProviderError(
                 "bad_request",
                 "the key, organisation or project holds characters HTTP headers "
