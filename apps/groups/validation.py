@@ -50,6 +50,16 @@ def _check_value(feature: dict[str, Any], value: Any) -> str | None:
 def validate_rows(schema: list[dict[str, Any]], inputs: Any) -> list[dict[str, Any]]:
     """`inputs` is one row (a dict) or a batch (a list of dicts); returns the rows.
     Missing, extra and mistyped features are reported by name (and row in a batch)."""
+    rows = inputs if isinstance(inputs, list) else [inputs]
+    if 0 < len(rows) <= MAX_BATCH_ROWS and _all_valid(_plan(schema), rows):
+        return rows
+    return validate_rows_fully(schema, inputs)
+
+
+def validate_rows_fully(
+    schema: list[dict[str, Any]], inputs: Any
+) -> list[dict[str, Any]]:
+    """validate_rows without its quick check: every row and feature looked at."""
     batch = isinstance(inputs, list)
     rows = inputs if batch else [inputs]
     if not rows:
@@ -83,3 +93,60 @@ def validate_rows(schema: list[dict[str, Any]], inputs: Any) -> list[dict[str, A
     if problems:
         raise InputError(problems)
     return rows
+
+
+# The quick check: True only for rows validate_rows_fully passes, found in one loop
+# over a plan made once per schema: each row a dict holding exactly the schema's
+# features, a plain `number` feature (no constraint, not nullable) a finite int or
+# float, any other feature as `_check_value` says. Anything else (a missing, extra
+# or optional feature left out, a wrong value) takes the full check, which names it.
+# A prediction's row of 30 features: ~15 -> ~5 us.
+_Plan = tuple[int, tuple[tuple[str, dict[str, Any] | None], ...]]
+_plans: dict[int, tuple[list[dict[str, Any]], _Plan]] = {}
+
+
+def _plan(schema: list[dict[str, Any]]) -> _Plan:
+    # Kept by the schema list's identity (a serving version holds its own for as
+    # long as its route is cached); the list itself is kept with it, so the identity
+    # cannot be reused while the entry lives.
+    entry = _plans.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    steps = tuple(
+        (
+            f["name"],
+            None
+            if f.get("type", "number") == "number"
+            and not f.get("constraints")
+            and f.get("required", True)
+            else f,
+        )
+        for f in schema
+    )
+    plan = (len({name for name, _ in steps}), steps)
+    if len(_plans) >= 256:
+        _plans.clear()
+    _plans[id(schema)] = (schema, plan)
+    return plan
+
+
+def _all_valid(plan: _Plan, rows: list[Any]) -> bool:
+    count, steps = plan
+    for row in rows:
+        if type(row) is not dict or len(row) != count:
+            return False
+        for name, feature in steps:
+            value = row.get(name, _MISSING)
+            if feature is None:
+                kind = type(value)
+                if kind is float:
+                    if value - value != 0.0:  # infinity or NaN
+                        return False
+                elif kind is not int:
+                    return False
+            elif value is _MISSING or _check_value(feature, value) is not None:
+                return False
+    return True
+
+
+_MISSING = object()
