@@ -152,14 +152,34 @@ REAL_BODIES = {
 
 def test_the_doors_serializers_answer_as_drfs_own_way(monkeypatch):
     """Every body of every door: the same validated data or the same errors as with
-    DRF's per-instance fields."""
+    DRF's per-instance fields, and DRF looking at every field."""
     ours = {
         cls: [_result(cls, data) for data in bodies]
         for cls, bodies in REAL_BODIES.items()
     }
-    monkeypatch.setattr(
-        RequestBodySerializer, "fields", serializers.Serializer.__dict__["fields"]
-    )
+    for name in ("fields", "_writable_fields", "to_internal_value"):
+        monkeypatch.setattr(
+            RequestBodySerializer, name, serializers.Serializer.__dict__[name]
+        )
     for cls, bodies in REAL_BODIES.items():
         assert cls(data={}).fields is not cls(data={}).fields  # DRF's way now
         assert [_result(cls, data) for data in bodies] == ours[cls], cls.__name__
+
+
+def test_an_optional_field_a_body_leaves_out_is_not_looked_at(monkeypatch):
+    looked: list[str] = []
+    real = serializers.Field.validate_empty_values
+
+    def spy(self, data):
+        looked.append(self.field_name)
+        return real(self, data)
+
+    monkeypatch.setattr(serializers.Field, "validate_empty_values", spy)
+    body = {"model": "g", "messages": [{"role": "user", "content": "hi"}]}
+    assert _result(ChatRequestSerializer, body)["model"] == "g"
+    # model, messages (and its item, a child without a name of its own), stream
+    # (which has a default): not the ten optional fields left out
+    assert set(looked) - {"", None} == {"messages", "model", "stream"}
+    looked.clear()
+    assert "errors" in _result(ChatRequestSerializer, {"messages": []})
+    assert "model" in looked  # a required field left out is still an error
