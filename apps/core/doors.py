@@ -75,7 +75,12 @@ def json_answer(
         content_type = renderer.media_type
         if renderer.charset:
             content_type = f"{content_type}; charset={renderer.charset}"
-        return HttpResponse(
-            renderer.render(body, _JSON, {}), content_type=content_type, headers=headers
-        )
+        response = HttpResponse(renderer.render(body, _JSON, {}))
+        # In the order a Response has them: its content type first, set again after
+        # the view's own headers (a rendered Response's wins over theirs).
+        response["Content-Type"] = content_type
+        for name, value in (headers or {}).items():
+            response[name] = value
+        response["Content-Type"] = content_type
+        return response
     return Response(body, headers=headers)

@@ -104,7 +104,11 @@ class DirectPost:
     build (its headers merged with the call's, its timeout), without building it
     through the client again for every call (about 0.15 ms of Python a call). The
     client follows no redirects, runs no auth flow and keeps no cookie (its jar
-    refuses them all), so there is nothing else the client would have done."""
+    refuses them all), so there is nothing else the client would have done.
+
+    The headers are merged at the first call, not before: a value HTTP cannot carry
+    (a key that is not ASCII) is then the call's ValueError, as the client's would
+    be, and not the failure of building the client the SDK's other calls share."""
 
     def __init__(
         self,
@@ -115,10 +119,19 @@ class DirectPost:
     ) -> None:
         self.transport = transport
         self.url = httpx2.URL(url)
-        merged = httpx2.Headers(client.headers)
-        merged.update(headers)
-        self.headers = merged
+        self._client_headers = client.headers
+        self._headers = headers
+        self._merged: httpx2.Headers | None = None
         self.extensions = {"timeout": client.timeout.as_dict()}
+
+    @property
+    def headers(self) -> httpx2.Headers:
+        merged = self._merged
+        if merged is None:  # two threads may both merge them: either serves
+            merged = httpx2.Headers(self._client_headers)
+            merged.update(self._headers)
+            self._merged = merged
+        return merged
 
     def __call__(self, content: bytes) -> httpx2.Response:
         """The answer, read whole. Raises httpx2's errors, as the client would."""

@@ -109,13 +109,3 @@ def test_a_plain_row_takes_the_quick_check_and_a_bad_one_is_named():
     ]:
         assert not _all_valid(_plan(schema), [bad])
         assert _outcome(validate_rows, schema, bad) == ("error", problem)
-
-
-def test_a_plan_follows_its_schema_not_an_address():
-    first = [{"name": "a", "type": "number"}]
-    assert validate_rows(first, {"a": 1}) == [{"a": 1}]
-    second = [{"name": "a", "type": "string"}]
-    assert _outcome(validate_rows, second, {"a": 1}) == (
-        "error",
-        {"inputs.a": ["expected a string, got int"]},
-    )

@@ -163,6 +163,12 @@ def test_a_key_http_cannot_carry_is_a_provider_error_not_a_crash(
     assert usage_today(provider)["errors"] == 1
     assert httpserver.log == []
 
+    # The SDK's own calls with that key: a provider error too, not a crash
+    with pytest.raises(ProviderError) as listing:
+        call_provider(provider, lambda c: c.list_models(), attempts=1)
+    assert "clé" not in str(listing.value)
+    assert httpserver.log == []
+
 
 @pytest.mark.parametrize(
     "body",

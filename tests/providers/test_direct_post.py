@@ -3,6 +3,8 @@ the client's own transport: the same request, the client's timeout, the SSRF gua
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import httpx2
@@ -58,6 +60,34 @@ def test_the_answer_is_read_whole_and_its_connection_released(httpserver):
         assert response.request.url == httpserver.url_for("/echo")
     pool = post.transport._pool  # the one pool the client shares
     assert [c for c in pool.connections if not c.is_idle()] == []
+
+
+def test_an_answer_cut_short_leaves_no_connection_taken():
+    """Headers, then part of the body, then silence: the call raises the client's
+    timeout error and leaves no connection taken in the pool."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        done.wait(5)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        _, post = _direct(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=0.3)
+        with pytest.raises(httpx2.ReadTimeout):
+            post(b"{}")
+        pool = post.transport._pool
+        assert [c for c in pool.connections if not c.is_idle()] == []
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
 
 
 def test_the_clients_timeout_applies(httpserver):

@@ -139,6 +139,7 @@ class OpenAIConnector(Connector):
         model = self.model_for(request)
         params = {k: v for k, v in request.parameters.items() if k in CHAT_PARAMETERS}
 
+        clients = self._clients()
         body = {"model": model, "messages": request.messages, **params}
         # The serving path's call goes out on the SDK client's own connection pool
         # (the guarded transport, its timeouts) with the SDK's headers, as one POST
@@ -146,10 +147,10 @@ class OpenAIConnector(Connector):
         # and URL building cost more than the round trip to a nearby server (about
         # 1 ms per call, docs/performance.md). The answer is read from its JSON.
         try:
-            response = self._clients().chat(_json_bytes(body))
+            response = clients.chat(_json_bytes(body))
         except httpx2.HTTPError as exc:
             raise map_http_error(exc) from None
-        except ValueError:  # a header httpx cannot send (not ASCII), as it is built
+        except ValueError:  # a header httpx cannot send: not ASCII
             raise ProviderError(
                 "bad_request",
                 "the key, organisation or project holds characters HTTP headers "
