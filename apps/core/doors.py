@@ -31,7 +31,8 @@ _JSON = "application/json"
 def json_body(request: Request) -> Any:
     """`request.data`. A non-empty body sent as exactly `application/json` to a view
     whose first parser is the API's JSON parser (the one DRF would pick for it) goes
-    to that parser straight away; anything else is DRF's `request.data`."""
+    to that parser straight away; anything else is DRF's `request.data`. What it
+    read is not kept on the request: a later `request.data` would parse it again."""
     http = request._request
     meta = http.META
     parsers = request.parsers

@@ -108,7 +108,8 @@ _plans: dict[int, tuple[list[dict[str, Any]], _Plan]] = {}
 def _plan(schema: list[dict[str, Any]]) -> _Plan:
     # Kept by the schema list's identity (a serving version holds its own for as
     # long as its route is cached); the list itself is kept with it, so the identity
-    # cannot be reused while the entry lives.
+    # cannot be reused while the entry lives. A schema is never edited in place: a
+    # route rebuilt from the database brings new lists.
     entry = _plans.get(id(schema))
     if entry is not None and entry[0] is schema:
         return entry[1]
