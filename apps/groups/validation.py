@@ -100,7 +100,7 @@ def validate_rows_fully(
 # features, a plain `number` feature (no constraint, not nullable) a finite int or
 # float, any other feature as `_check_value` says. Anything else (a missing, extra
 # or optional feature left out, a wrong value) takes the full check, which names it.
-# A prediction's row of 30 features: ~15 -> ~5 us.
+# A prediction's row of 30 features, in a loop: 13.6 -> 2.4 us.
 _Plan = tuple[int, tuple[tuple[str, dict[str, Any] | None], ...]]
 _plans: dict[int, tuple[list[dict[str, Any]], _Plan]] = {}
 

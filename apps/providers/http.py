@@ -102,7 +102,7 @@ class DirectPost:
     """POSTs to one URL sent straight on a guarded client's transport: the client's
     connection pool, SSRF guard and timeouts, with the request the client would
     build (its headers merged with the call's, its timeout), without building it
-    through the client again for every call (about 0.15 ms of Python a call). The
+    through the client again for every call (about 0.13 ms a door call). The
     client follows no redirects, runs no auth flow and keeps no cookie (its jar
     refuses them all), so there is nothing else the client would have done.
 
