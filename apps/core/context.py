@@ -23,6 +23,18 @@ def new_request_id() -> str:
     return str(uuid_utils.uuid7())
 
 
+# A UUIDv7 spelt as new_request_id spells it and PostgreSQL gives it back: lower-case
+# hex with dashes. Python reads other spellings too (upper case, braces, no dashes,
+# a urn: prefix), some of which PostgreSQL refuses.
+_CANONICAL_UUID7 = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
+
+
+def is_canonical_uuid7(value: str | None) -> bool:
+    return value is not None and _CANONICAL_UUID7.fullmatch(value) is not None
+
+
 def request_id_at(moment: datetime, seed: bytes | None = None) -> str:
     """A UUIDv7 carrying the given millisecond (RFC 9562's layout: 48 bits of Unix
     milliseconds, the version, 12 random bits, the variant, 62 random bits). With a

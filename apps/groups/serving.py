@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
-from apps.core.context import new_request_id
+from apps.core.context import is_canonical_uuid7, new_request_id
 from apps.core.db import current_schema, writes_together
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.core.metrics import counted_log_write as log_write  # counts for /metrics
@@ -461,7 +460,7 @@ def predict(
         member = routing.choose(table, routing_key=routing_key)
     except LookupError as exc:
         raise ApplicationError(str(exc), code="no_members", status_code=409) from exc
-    if request_id is None or not _is_uuid7(request_id):
+    if request_id is None or not is_canonical_uuid7(request_id):
         # The log's key must be a UUIDv7 (its time picks the partition); a caller's own
         # id of another shape is kept as client_request_id.
         client_request_id = client_request_id or request_id
@@ -642,18 +641,6 @@ def explain_soon(group_id: int) -> None:
 
 _explain_queued: dict[tuple[str, int], float] = {}
 EXPLAIN_DEBOUNCE_SECONDS = 2.0
-
-
-# A UUIDv7 as new_request_id spells it, and as PostgreSQL gives it back. Python
-# reads other spellings too (upper case, braces, no dashes, a urn: prefix), some of
-# which PostgreSQL refuses: a caller's id spelt so is its client_request_id.
-_UUID7 = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-)
-
-
-def _is_uuid7(value: str | None) -> bool:
-    return value is not None and _UUID7.fullmatch(value) is not None
 
 
 def shadow_invoke(group_id: int, member_id: int, request_id: str, inputs: Any) -> str:

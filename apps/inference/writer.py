@@ -32,6 +32,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from apps.core.context import is_canonical_uuid7
 from apps.core.db import (
     current_schema,
     forget_later,
@@ -73,7 +74,7 @@ JSON_FIELDS = {"input", "output", "explanation"}
 def uuid7_time(request_id: str | uuid.UUID) -> datetime:
     """The creation time carried by a UUIDv7 (millisecond precision, UTC)."""
     text = str(request_id)
-    if _UUID7.match(text):  # the canonical form, as ModelHub writes them: no parse
+    if is_canonical_uuid7(text):  # as ModelHub writes them: no parse
         millis = int(text[:8] + text[9:13], 16)
     else:
         value = uuid.UUID(text)
@@ -81,11 +82,6 @@ def uuid7_time(request_id: str | uuid.UUID) -> datetime:
             raise ValueError("not a UUIDv7")
         millis = value.int >> 80
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
-
-
-_UUID7 = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}\Z"
-)
 
 
 # A NUL character in a JSON string: an odd number of backslashes, then u0000.
