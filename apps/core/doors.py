@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.http.request import RawPostDataException
 from django.http.response import HttpResponseBase
@@ -23,24 +24,37 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.errors import ApplicationError
 from apps.core.parsers import JSONParser
 
 _JSON = "application/json"
 
 
 def json_body(request: Request) -> Any:
-    """`request.data`. A non-empty body sent as exactly `application/json` to a view
-    whose first parser is the API's JSON parser (the one DRF would pick for it) goes
-    to that parser straight away; anything else is DRF's `request.data`. What it
-    read is not kept on the request: a later `request.data` would parse it again."""
+    """`request.data`, once the declared length is within PREDICT_MAX_BODY_BYTES (a
+    413 before anything is read). A non-empty body sent as exactly
+    `application/json` to a view whose first parser is the API's JSON parser (the
+    one DRF would pick for it) goes to that parser straight away; anything else is
+    DRF's `request.data`. What it read is not kept on the request: a later
+    `request.data` would parse it again."""
     http = request._request
     meta = http.META
+    length = _declared_length(meta)
+    if length > settings.PREDICT_MAX_BODY_BYTES:
+        raise ApplicationError(
+            f"The request body is {length} bytes; the limit is "
+            f"{settings.PREDICT_MAX_BODY_BYTES}.",
+            code="payload_too_large",
+            status_code=413,
+        )
     parsers = request.parsers
+    # DRF reads a body only when its declared length is a positive integer; without
+    # one the data is empty (`{}`), which DRF's own path answers.
     if (
-        parsers
+        length > 0
+        and parsers
         and isinstance(parsers[0], JSONParser)
         and meta.get("CONTENT_TYPE") == _JSON
-        and _has_content(meta)
     ):
         try:
             raw = http.body
@@ -50,13 +64,11 @@ def json_body(request: Request) -> Any:
     return request.data
 
 
-def _has_content(meta: Any) -> bool:
-    # DRF reads a body only when its declared length is a positive integer; without
-    # one the data is empty (`{}`), which DRF's own path answers.
+def _declared_length(meta: Any) -> int:
     try:
-        return int(meta.get("CONTENT_LENGTH") or 0) > 0
+        return int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return False
+        return 0
 
 
 def json_answer(

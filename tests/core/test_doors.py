@@ -4,6 +4,8 @@ twice, once each way, through DRF's whole dispatch."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import RequestFactory
 from rest_framework.permissions import AllowAny
@@ -128,3 +130,20 @@ def test_a_body_without_a_usable_length_is_read_as_drf_reads_it(length):
     )
     if length == "0":
         assert (ours.status_code, ours.content) == (200, b'{"read":{}}')
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_a_body_declared_over_the_limit_is_a_413_before_it_is_read(
+    settings, monkeypatch, content_type
+):
+    settings.PREDICT_MAX_BODY_BYTES = 10
+    assert _call("doors", b'{"a": 1}', content_type).status_code != 413
+
+    def refuse(self):
+        raise AssertionError("the body was read")
+
+    monkeypatch.setattr(JSONParser, "parse", refuse)
+    monkeypatch.setattr(Request, "_parse", refuse)
+    response = _call("doors", b'{"a": "0123456789"}', content_type)
+    assert response.status_code == 413
+    assert json.loads(response.content)["error"]["code"] == "payload_too_large"

@@ -23,7 +23,7 @@ from apps.core.doors import json_answer, json_body
 from apps.core.errors import ApplicationError
 from apps.core.serializer_fields import StorableDictField, StorableJSONField
 from apps.core.serializers import RequestBodySerializer
-from apps.groups.api.views import check_body_size, requester_of
+from apps.groups.api.views import requester_of
 from apps.groups.models import ModelGroup
 from apps.groups.serving import group_route, predict
 
@@ -303,7 +303,6 @@ class InferView(APIView):
     def post(
         self, request: Request, slug: str, version: str | None = None
     ) -> HttpResponseBase:
-        check_body_size(request)
         payload = InferRequestSerializer(data=json_body(request))
         payload.is_valid(raise_exception=True)
         route = group_route(slug)

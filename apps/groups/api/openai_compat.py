@@ -23,7 +23,7 @@ from apps.core.doors import json_answer, json_body
 from apps.core.errors import ApplicationError, NotFoundError
 from apps.core.serializer_fields import StorableDictField, StorableJSONField
 from apps.core.serializers import RequestBodySerializer
-from apps.groups.api.views import check_body_size, requester_of
+from apps.groups.api.views import requester_of
 from apps.groups.models import ModelGroup
 from apps.groups.serving import group_route, predict
 
@@ -124,7 +124,6 @@ class ChatCompletionsView(OpenAIDoor):
         ),
     )
     def post(self, request: Request) -> HttpResponseBase:
-        check_body_size(request)
         payload = ChatRequestSerializer(data=json_body(request))
         payload.is_valid(raise_exception=True)
         data: dict[str, Any] = payload.validated_data

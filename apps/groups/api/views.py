@@ -1,6 +1,5 @@
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
@@ -33,20 +32,6 @@ from apps.inference.writer import feedback_write
 
 def requester_of(request: Request) -> str:
     return str(request.user)[:200] if request.user else ""
-
-
-def check_body_size(request: Request) -> None:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.PREDICT_MAX_BODY_BYTES:
-        raise ApplicationError(
-            f"The request body is {length} bytes; the limit is "
-            f"{settings.PREDICT_MAX_BODY_BYTES}.",
-            code="payload_too_large",
-            status_code=413,
-        )
 
 
 def served(prediction: Prediction) -> dict[str, Any]:
@@ -129,7 +114,6 @@ class GroupPredictView(APIView):
 
     @extend_schema(request=PredictInSerializer, responses=PredictOutSerializer)
     def post(self, request: Request, slug: str) -> HttpResponseBase:
-        check_body_size(request)
         payload = PredictInSerializer(data=json_body(request))
         payload.is_valid(raise_exception=True)
         result = predict(
