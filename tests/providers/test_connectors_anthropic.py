@@ -238,3 +238,154 @@ def test_calls_share_one_client_per_configuration(
     assert len(built) == 3
     assert len(httpserver.log) == 5
     assert httpserver.log[3][0].headers["Authorization"] == f"Bearer {key}-new"
+
+
+# The SDK's per-attempt headers (retry count, timeouts) and the body's length.
+PER_ATTEMPT = {
+    "x-stainless-retry-count",
+    "x-stainless-read-timeout",
+    "x-stainless-timeout",
+    "content-length",
+}
+
+
+def test_the_serving_call_sends_what_the_sdks_own_create_sends(httpserver, provider):
+    """The messages call is one POST on the SDK client's own pool: the same URL,
+    headers (key, API version, user agent, the SDK's platform headers) and body as
+    the SDK's typed `messages.create` with the same arguments; only the SDK's
+    per-attempt headers are left out."""
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(MESSAGE)
+    messages = [{"role": "user", "content": "Bonjour, ça va ?"}]
+
+    def ours(c: AnthropicConnector):  # type: ignore[no-untyped-def]
+        c.invoke(
+            InvokeRequest(
+                messages=[{"role": "system", "content": "Be brief."}, *messages],
+                parameters={"max_tokens": 64, "stop": ["###"], "metadata": {"u": 1}},
+            )
+        )
+        c._client().messages.create(
+            model="claude-opus-4-6",
+            max_tokens=64,
+            messages=messages,  # type: ignore[arg-type]
+            system="Be brief.",
+            stop_sequences=["###"],
+            metadata={"u": 1},  # type: ignore[typeddict-unknown-key]
+        )
+
+    call_provider(provider, ours)
+
+    [(direct, _), (typed, _)] = httpserver.log
+    assert (direct.method, direct.full_path) == (typed.method, typed.full_path)
+    assert json.loads(direct.get_data()) == json.loads(typed.get_data())
+    mine = {k.lower(): v for k, v in direct.headers.items()}
+    sdk = {k.lower(): v for k, v in typed.headers.items()}
+    assert {k: v for k, v in sdk.items() if k not in PER_ATTEMPT} == {
+        k: v for k, v in mine.items() if k not in PER_ATTEMPT
+    }
+    assert mine["authorization"] == f"Bearer {KEY}"
+    assert mine["anthropic-version"] and mine["user-agent"].startswith("Anthropic/")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "message", "content": "Bonjour"},
+        {"content": [{"type": "text"}]},
+        {"content": [{"type": "text", "text": {"not": "text"}}]},
+        {"content": [], "usage": {"input_tokens": "many"}},
+        ["not", "a", "message"],
+        {"content": [{"type": "text", "text": "hi"}], "usage": float("nan")},
+    ],
+)
+def test_an_answer_that_is_not_a_message_is_a_provider_error(
+    httpserver, provider, body
+):
+    from apps.providers.errors import ProviderError
+
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_data(
+        json.dumps(body), content_type="application/json"
+    )
+    with pytest.raises(ProviderError, match="malformed response") as caught:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+            attempts=1,
+        )
+    assert caught.value.code == "provider_error"
+
+
+def test_tool_use_blocks_stay_in_raw_and_out_of_the_text(httpserver, provider):
+    answer = {
+        **MESSAGE,
+        "content": [
+            {"type": "text", "text": "Looking it up."},
+            {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}},
+        ],
+        "stop_reason": "tool_use",
+    }
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(answer)
+
+    result = call_provider(
+        provider,
+        lambda c: c.invoke(InvokeRequest(messages=[{"role": "user", "content": "?"}])),
+    )
+
+    assert (result.output, result.finish_reason) == ("Looking it up.", "tool_use")
+    assert result.raw == answer
+
+
+def test_an_error_answer_keeps_anthropics_message_and_retry_after(httpserver, provider):
+    from apps.providers.errors import ProviderError
+
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(
+        {
+            "type": "error",
+            "error": {"type": "rate_limit_error", "message": "slow down, please"},
+        },
+        status=429,
+        headers={"retry-after": "7"},
+    )
+    with pytest.raises(ProviderError) as caught:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+            attempts=1,
+        )
+
+    assert caught.value.code == "rate_limited"
+    assert "slow down, please" in str(caught.value)
+    assert caught.value.retry_after == 7
+
+
+def test_a_key_http_cannot_carry_is_a_provider_error_not_a_crash(
+    httpserver, make_provider
+):
+    from apps.providers.errors import ProviderError
+
+    provider = make_provider(
+        kind="anthropic",
+        base_url=httpserver.url_for("/").rstrip("/"),
+        api_key="sk-ant-clé-0123456789",
+        default_model="claude-opus-4-6",
+    )
+    with pytest.raises(ProviderError) as caught:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+            attempts=1,
+        )
+    assert caught.value.code == "bad_request"
+    assert "clé" not in str(caught.value)
+    assert httpserver.log == []
+    # The SDK's own calls with that key (it sends them as UTF-8): a provider error
+    # from the server's answer, not a crash
+    with pytest.raises(ProviderError) as listing:
+        call_provider(provider, lambda c: c.list_models(), attempts=1)
+    assert "clé" not in str(listing.value)

@@ -1,16 +1,21 @@
 """Error mapping shared by the official SDKs (openai, anthropic): both raise
 APIStatusError / APITimeoutError / APIConnectionError families. The plain-HTTP
-connectors (huggingface, custom_http) share map_http_error / error_for_response."""
+connectors (huggingface, custom_http) share map_http_error / error_for_response, and
+the SDK connectors' serving calls, POSTed on their client's pool, post_json."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
+import orjson
 
 from apps.providers.errors import ProviderError, error_for_status, parse_retry_after
 from apps.providers.http import UnsafeConnectionError
+
+if TYPE_CHECKING:
+    from apps.providers.http import DirectPost
 
 
 def _unsafe_cause(exc: BaseException) -> UnsafeConnectionError | None:
@@ -93,6 +98,34 @@ def json_body(response: httpx2.Response) -> Any:
         return response.json(parse_constant=_not_json)
     except ValueError:  # JSONDecodeError and undecodable bytes alike
         raise ProviderError("provider_error", "malformed response") from None
+
+
+def post_json(post: DirectPost, body: dict[str, Any]) -> Any:
+    """POSTs `body` as JSON on a connector's DirectPost (the SDK client's own pool,
+    headers and timeout) and returns the answer's parsed JSON; any failure is the
+    ProviderError the SDK's own call would have mapped to."""
+    try:
+        response = post(_json_bytes(body))
+    except httpx2.HTTPError as exc:
+        raise map_http_error(exc) from None
+    except ValueError:  # a header httpx cannot send: not ASCII
+        raise ProviderError(
+            "bad_request",
+            "the key or another header value holds characters HTTP headers "
+            "cannot carry",
+        ) from None
+    if not response.is_success:
+        raise error_for_response(response)
+    return json_body(response)
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """A request body as JSON; the standard library's encoder for what orjson does
+    not take (an integer beyond 64 bits, another type), as the SDKs would."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body).encode()
 
 
 def _not_json(name: str) -> Any:

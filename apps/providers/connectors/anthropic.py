@@ -1,14 +1,16 @@
-"""Anthropic's Messages API through the official SDK."""
+"""Anthropic's Messages API through the official SDK's client: its own calls for
+the catalogue, one POST on its connection pool for the serving path's messages."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 import anthropic
 
-from apps.providers.connectors._sdk import map_sdk_error
+from apps.providers.connectors._sdk import map_sdk_error, post_json
 from apps.providers.connectors.base import (
     Connector,
     DiscoveredModel,
@@ -16,7 +18,14 @@ from apps.providers.connectors.base import (
     InvokeResult,
     ValidationReport,
 )
-from apps.providers.http import client_key, guarded_client, kept_client
+from apps.providers.errors import ProviderError
+from apps.providers.http import (
+    DirectPost,
+    GuardedTransport,
+    client_key,
+    guarded_client,
+    kept_client,
+)
 
 T = TypeVar("T")
 DEFAULT_MAX_TOKENS = 1024
@@ -32,23 +41,47 @@ MESSAGE_PARAMETERS = {
 }
 
 
+@dataclass(frozen=True)
+class _Clients:
+    sdk: anthropic.Anthropic
+    messages: DirectPost  # on the SDK client's own transport
+
+
 class AnthropicConnector(Connector):
     kind: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
 
     def _client(self) -> anthropic.Anthropic:
-        """The SDK client, kept per provider configuration and process
-        (apps.providers.http.kept_client): its connections serve the next call."""
+        return self._clients().sdk
+
+    def _clients(self) -> _Clients:
+        """The SDK client and its messages POST, kept per provider configuration and
+        process (apps.providers.http.kept_client): its connections serve the next
+        call."""
+        return kept_client(client_key(self.config), self._build)
+
+    def _build(self) -> _Clients:
         config = self.config
-        return kept_client(
-            client_key(config),
-            lambda: anthropic.Anthropic(
-                # Always explicit: without it the SDK reads env vars and profiles.
-                api_key=config.api_key or "none",
-                base_url=config.base_url,
-                timeout=config.timeout,
-                max_retries=0,  # retries, backoff and breaker: apps.providers.resilience
-                http_client=guarded_client(timeout=config.timeout),
+        transport = GuardedTransport()
+        http = guarded_client(timeout=config.timeout, transport=transport)
+        sdk = anthropic.Anthropic(
+            # Always explicit: without it the SDK reads env vars and profiles.
+            api_key=config.api_key or "none",
+            base_url=config.base_url,
+            timeout=config.timeout,
+            max_retries=0,  # retries, backoff and breaker: apps.providers.resilience
+            http_client=http,
+        )
+        # The SDK's own headers (key, API version, user agent), fixed per client;
+        # only its per-attempt ones are left out.
+        headers = {**sdk.default_headers, **sdk.auth_headers}
+        return _Clients(
+            sdk=sdk,
+            messages=DirectPost(
+                http,
+                transport,
+                str(sdk.base_url.join("v1/messages")),
+                {k: v for k, v in headers.items() if isinstance(v, str)},
             ),
         )
 
@@ -107,26 +140,47 @@ class AnthropicConnector(Connector):
         messages = [m for m in request.messages if m.get("role") != "system"]
         max_tokens = int(request.parameters.get("max_tokens", DEFAULT_MAX_TOKENS))
 
-        def create(client: anthropic.Anthropic) -> InvokeResult:
-            message = client.messages.create(
-                model=model,
-                max_tokens=max_tokens,
-                messages=messages,  # type: ignore[arg-type]
-                **params,
-            )
-            usage = message.usage
-            return InvokeResult(
-                output="".join(
-                    block.text for block in message.content if block.type == "text"
-                ),
-                model=message.model or model,
-                tokens_in=usage.input_tokens if usage else 0,
-                tokens_out=usage.output_tokens if usage else 0,
-                finish_reason=message.stop_reason or "",
-                raw=message.model_dump(mode="json"),
-            )
+        body = {
+            "max_tokens": max_tokens,
+            "messages": messages,
+            "model": model,
+            **params,
+        }
+        # One POST of the body on the SDK client's own pool, with its headers and
+        # timeout, as the OpenAI connector sends its chat call: the SDK's typed
+        # create (its parameter transforms and response model) costs more than the
+        # round trip to a nearby server. The answer is read from its JSON.
+        message = post_json(self._clients().messages, body)
+        try:
+            return _message_result(message, model)
+        except ValueError:
+            raise ProviderError("provider_error", "malformed response") from None
 
-        return self._call(create)
+
+def _message_result(message: Any, model: str) -> InvokeResult:
+    """An InvokeResult from a Messages API answer; ValueError when it is not one."""
+    try:
+        blocks = message["content"]
+        texts = [
+            block["text"]
+            for block in blocks
+            if isinstance(block, dict) and block.get("type") == "text"
+        ]
+        usage = message.get("usage") or {}
+        tokens_in = int(usage.get("input_tokens") or 0)
+        tokens_out = int(usage.get("output_tokens") or 0)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError("not a message") from exc
+    if not isinstance(blocks, list) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("not a message")
+    return InvokeResult(
+        output="".join(texts),
+        model=str(message.get("model") or model),
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        finish_reason=str(message.get("stop_reason") or ""),
+        raw=message,
+    )
 
 
 def _text_of(content: Any) -> str:

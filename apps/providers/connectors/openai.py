@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-import httpx2
 import openai
-import orjson
 
-from apps.providers.connectors._sdk import (
-    error_for_response,
-    json_body,
-    map_http_error,
-    map_sdk_error,
-)
+from apps.providers.connectors._sdk import map_sdk_error, post_json
 from apps.providers.connectors.base import (
     Connector,
     DiscoveredModel,
@@ -139,27 +131,15 @@ class OpenAIConnector(Connector):
         model = self.model_for(request)
         params = {k: v for k, v in request.parameters.items() if k in CHAT_PARAMETERS}
 
-        clients = self._clients()
         body = {"model": model, "messages": request.messages, **params}
         # The serving path's call goes out on the SDK client's own connection pool
         # (the guarded transport, its timeouts) with the SDK's headers, as one POST
         # of the body as it is: the SDK's per-request option models, header merging
         # and URL building cost more than the round trip to a nearby server (about
         # 1 ms per call, docs/performance.md). The answer is read from its JSON.
+        completion = post_json(self._clients().chat, body)
         try:
-            response = clients.chat(_json_bytes(body))
-        except httpx2.HTTPError as exc:
-            raise map_http_error(exc) from None
-        except ValueError:  # a header httpx cannot send: not ASCII
-            raise ProviderError(
-                "bad_request",
-                "the key, organisation or project holds characters HTTP headers "
-                "cannot carry",
-            ) from None
-        if not response.is_success:
-            raise error_for_response(response)
-        try:
-            return _chat_result(json_body(response), model)
+            return _chat_result(completion, model)
         except ValueError:
             raise ProviderError("provider_error", "malformed response") from None
 
@@ -176,15 +156,6 @@ class OpenAIConnector(Connector):
 
     def fine_tune_cancel(self, job_id: str) -> dict[str, Any]:
         return self._call(lambda c: c.fine_tuning.jobs.cancel(job_id).model_dump())
-
-
-def _json_bytes(body: dict[str, Any]) -> bytes:
-    """The request body as JSON; the standard library's encoder for what orjson
-    does not take (an integer beyond 64 bits, another type), as the SDK would."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        return json.dumps(body).encode()
 
 
 def _chat_result(completion: Any, model: str) -> InvokeResult:
