@@ -116,13 +116,19 @@ class DirectPost:
         transport: GuardedTransport,
         url: str,
         headers: dict[str, str],
+        *,
+        sni_for_underscores: bool = False,
     ) -> None:
         self.transport = transport
         self.url = httpx2.URL(url)
         self._client_headers = client.headers
         self._headers = headers
         self._merged: httpx2.Headers | None = None
-        self.extensions = {"timeout": client.timeout.as_dict()}
+        self.extensions: dict[str, Any] = {"timeout": client.timeout.as_dict()}
+        if sni_for_underscores and "_" in self.url.host:
+            # What the anthropic SDK's requests carry: TLS has no "_" in host names,
+            # so the name sent (and checked against the certificate) uses "-".
+            self.extensions["sni_hostname"] = self.url.host.replace("_", "-")
 
     @property
     def headers(self) -> httpx2.Headers:
@@ -149,6 +155,12 @@ class DirectPost:
         finally:
             response.close()
         return response
+
+
+def sdk_url(base: httpx2.URL, path: str) -> str:
+    """An SDK client's URL for `path`, built as the SDKs build theirs: the path
+    appended to the base URL's raw path (which the SDKs end with "/")."""
+    return str(base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode()))
 
 
 def kept_client(key: tuple[Any, ...], build: Callable[[], C]) -> C:

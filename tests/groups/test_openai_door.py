@@ -191,3 +191,26 @@ def test_a_breaker_this_process_trips_refuses_at_once(
         assert (usage.requests, usage.errors) == (2, 2)
         statuses = [row[3] for row in _rows(group.pk)]
     assert statuses == ["error", "error", "error"]
+
+
+@pytest.mark.parametrize("field", ["presence_penalty", "frequency_penalty"])
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "2.5"])
+def test_a_penalty_outside_openais_range_is_a_400_naming_it(
+    llm_group, tenant_a, make_key, api_client, httpserver, field, number
+):
+    """-2 to 2, as OpenAI's API says; a number beyond a float's range (infinity once
+    parsed) is refused with it, never sent on as JSON's null."""
+    _, key = make_key(tenant_a, scope="predict")
+    client = api_client(tenant_a, key=key)
+    before = len(httpserver.log)
+
+    response = client.post(
+        "/openai/v1/chat/completions",
+        '{"model": "support-bot", "messages": [{"role": "user", "content": "hi"}], '
+        f'"{field}": {number}}}',
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert field in response.content.decode()
+    assert len(httpserver.log) == before  # no provider was called

@@ -249,12 +249,22 @@ PER_ATTEMPT = {
 }
 
 
-def test_the_serving_call_sends_what_the_sdks_own_create_sends(httpserver, provider):
-    """The messages call is one POST on the SDK client's own pool: the same URL,
-    headers (key, API version, user agent, the SDK's platform headers) and body as
-    the SDK's typed `messages.create` with the same arguments; only the SDK's
-    per-attempt headers are left out."""
-    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(MESSAGE)
+@pytest.mark.parametrize("base", ["", "/anthropic", "/anthropic/"])
+def test_the_serving_call_sends_what_the_sdks_own_create_sends(
+    httpserver, make_provider, base
+):
+    """The messages call is one POST on the SDK client's own pool: the same URL
+    (base URLs with a path too), headers (key, API version, user agent, the SDK's
+    platform headers) and body as the SDK's typed `messages.create` with the same
+    arguments; only the SDK's per-attempt headers are left out."""
+    provider = make_provider(
+        kind="anthropic",
+        base_url=httpserver.url_for(base) if base else httpserver.url_for("/")[:-1],
+        api_key=KEY,
+        default_model="claude-opus-4-6",
+    )
+    path = base.rstrip("/") + "/v1/messages"
+    httpserver.expect_request(path, method="POST").respond_with_json(MESSAGE)
     messages = [{"role": "user", "content": "Bonjour, ça va ?"}]
 
     def ours(c: AnthropicConnector):  # type: ignore[no-untyped-def]
@@ -277,6 +287,7 @@ def test_the_serving_call_sends_what_the_sdks_own_create_sends(httpserver, provi
 
     [(direct, _), (typed, _)] = httpserver.log
     assert (direct.method, direct.full_path) == (typed.method, typed.full_path)
+    assert direct.path == path
     assert json.loads(direct.get_data()) == json.loads(typed.get_data())
     mine = {k.lower(): v for k, v in direct.headers.items()}
     sdk = {k.lower(): v for k, v in typed.headers.items()}
@@ -285,6 +296,26 @@ def test_the_serving_call_sends_what_the_sdks_own_create_sends(httpserver, provi
     }
     assert mine["authorization"] == f"Bearer {KEY}"
     assert mine["anthropic-version"] and mine["user-agent"].startswith("Anthropic/")
+
+
+def test_a_host_with_an_underscore_gets_the_sdks_tls_name():
+    """TLS host names have no "_": the SDK sends (and checks) the name with "-"
+    instead, and so does the serving call."""
+    from anthropic._models import FinalRequestOptions
+
+    from apps.providers.connectors.base import ProviderSettings
+
+    connector = AnthropicConnector(
+        ProviderSettings(kind="anthropic", base_url="https://my_gw.corp.example")
+    )
+    clients = connector._build()
+    theirs = clients.sdk._build_request(
+        FinalRequestOptions.construct(method="post", url="/v1/messages", json_data={})
+    )
+
+    assert clients.messages.extensions["sni_hostname"] == "my-gw.corp.example"
+    assert theirs.extensions["sni_hostname"] == "my-gw.corp.example"
+    assert str(clients.messages.url) == str(theirs.url)
 
 
 @pytest.mark.parametrize(
@@ -296,6 +327,9 @@ def test_the_serving_call_sends_what_the_sdks_own_create_sends(httpserver, provi
         {"content": [], "usage": {"input_tokens": "many"}},
         ["not", "a", "message"],
         {"content": [{"type": "text", "text": "hi"}], "usage": float("nan")},
+        {"content": [], "usage": {"input_tokens": -3}},
+        {"content": [], "usage": {"output_tokens": "12"}},
+        {"content": [], "usage": {"output_tokens": True}},
     ],
 )
 def test_an_answer_that_is_not_a_message_is_a_provider_error(
@@ -315,6 +349,33 @@ def test_an_answer_that_is_not_a_message_is_a_provider_error(
             attempts=1,
         )
     assert caught.value.code == "provider_error"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"content": [], "usage": {"input_tokens": 1e400}}',
+        '{"content": [{"type": "text", "text": "hi"}], "stop_sequence": -1e400}',
+    ],
+)
+def test_a_number_beyond_a_floats_range_is_a_provider_error_not_a_crash(
+    httpserver, provider, answer
+):
+    """1e400 parses to infinity, which no counter holds and JSON cannot carry (the
+    answer is kept in `raw` and logged), wherever it is in the answer."""
+    from apps.providers.errors import ProviderError
+
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_data(
+        answer, content_type="application/json"
+    )
+    with pytest.raises(ProviderError, match="malformed response"):
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+            attempts=1,
+        )
 
 
 def test_tool_use_blocks_stay_in_raw_and_out_of_the_text(httpserver, provider):
@@ -382,10 +443,38 @@ def test_a_key_http_cannot_carry_is_a_provider_error_not_a_crash(
             attempts=1,
         )
     assert caught.value.code == "bad_request"
-    assert "clé" not in str(caught.value)
-    assert httpserver.log == []
-    # The SDK's own calls with that key (it sends them as UTF-8): a provider error
-    # from the server's answer, not a crash
+    assert httpserver.log == []  # refused before anything was sent
+    # The SDK's own calls send that key as UTF-8: the server's answer decides
+    httpserver.expect_request("/v1/models").respond_with_json(
+        {"type": "error", "error": {"type": "authentication_error", "message": "no"}},
+        status=401,
+    )
     with pytest.raises(ProviderError) as listing:
         call_provider(provider, lambda c: c.list_models(), attempts=1)
-    assert "clé" not in str(listing.value)
+    assert listing.value.code == "auth"
+    assert len(httpserver.log) == 1
+
+
+@pytest.mark.parametrize("key", ["sk-ant-line\nbreak", "sk-ant-trailing "])
+def test_a_key_with_a_line_break_or_edge_space_is_refused_not_retried(
+    httpserver, make_provider, key
+):
+    """httpx refuses such a header value locally: `bad_request` (not retried, not a
+    provider outage), and nothing is sent."""
+    from apps.providers.errors import ProviderError
+
+    provider = make_provider(
+        kind="anthropic",
+        base_url=httpserver.url_for("/").rstrip("/"),
+        api_key=key,
+        default_model="claude-opus-4-6",
+    )
+    with pytest.raises(ProviderError) as caught:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(messages=[{"role": "user", "content": "?"}])
+            ),
+        )
+    assert caught.value.code == "bad_request"
+    assert httpserver.log == []

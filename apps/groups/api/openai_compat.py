@@ -56,8 +56,10 @@ class ChatRequestSerializer(RequestBodySerializer):
     max_completion_tokens = serializers.IntegerField(min_value=1, required=False)
     stop = StorableJSONField(nul=False, required=False)
     seed = serializers.IntegerField(required=False)
-    presence_penalty = serializers.FloatField(required=False)
-    frequency_penalty = serializers.FloatField(required=False)
+    presence_penalty = serializers.FloatField(min_value=-2, max_value=2, required=False)
+    frequency_penalty = serializers.FloatField(
+        min_value=-2, max_value=2, required=False
+    )
     response_format = StorableDictField(nul=False, required=False)
 
     def validate_stream(self, value: bool) -> bool:

@@ -6,6 +6,7 @@ the SDK connectors' serving calls, POSTed on their client's pool, post_json."""
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -95,37 +96,73 @@ def json_body(response: httpx2.Response) -> Any:
     infinity are not JSON (Python's own encoder writes them all the same): an answer
     holding one could be neither returned nor logged, so it is malformed too."""
     try:
-        return response.json(parse_constant=_not_json)
+        return response.json(parse_constant=_not_json, parse_float=_finite)
     except ValueError:  # JSONDecodeError and undecodable bytes alike
         raise ProviderError("provider_error", "malformed response") from None
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float; a number beyond a float's range (`1e400`) would be
+    infinity, which is not JSON either."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a float's range")
+    return value
+
+
+def token_count(value: Any) -> int:
+    """A token count from an answer's usage: absent is 0; otherwise a whole number
+    from 0 up to what a counter column holds (ValueError for anything else: a
+    budget must not count what the provider did not say)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62:
+        return value
+    raise ValueError("not a token count")
+
+
 def post_json(post: DirectPost, body: dict[str, Any]) -> Any:
     """POSTs `body` as JSON on a connector's DirectPost (the SDK client's own pool,
-    headers and timeout) and returns the answer's parsed JSON; any failure is the
-    ProviderError the SDK's own call would have mapped to."""
+    headers and timeout) and returns the answer's parsed JSON; any failure is a
+    ProviderError. A header value HTTP cannot carry (a key that is not ASCII, or
+    with a line break) is `bad_request` before anything is sent."""
+    content = _json_bytes(body)
     try:
-        response = post(_json_bytes(body))
+        response = post(content)
+    except httpx2.LocalProtocolError:  # h11 refuses the header: nothing was sent
+        raise _unsendable() from None
     except httpx2.HTTPError as exc:
         raise map_http_error(exc) from None
-    except ValueError:  # a header httpx cannot send: not ASCII
-        raise ProviderError(
-            "bad_request",
-            "the key or another header value holds characters HTTP headers "
-            "cannot carry",
-        ) from None
+    except ValueError:  # httpx cannot encode the header: not ASCII
+        raise _unsendable() from None
     if not response.is_success:
         raise error_for_response(response)
     return json_body(response)
 
 
+def _unsendable() -> ProviderError:
+    return ProviderError(
+        "bad_request",
+        "the key or another header value holds characters HTTP headers cannot carry",
+    )
+
+
 def _json_bytes(body: dict[str, Any]) -> bytes:
     """A request body as JSON; the standard library's encoder for what orjson does
-    not take (an integer beyond 64 bits, another type), as the SDKs would."""
+    not take (an integer beyond 64 bits, another type). The doors refuse numbers
+    JSON cannot carry before they get here; the fallback refuses them too."""
     try:
         return orjson.dumps(body)
     except TypeError:
-        return json.dumps(body).encode()
+        pass
+    try:
+        return json.dumps(body, allow_nan=False).encode()
+    except ValueError:
+        raise ProviderError(
+            "bad_request", "a parameter holds a number JSON cannot carry"
+        ) from None
 
 
 def _not_json(name: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 
 import anthropic
 
-from apps.providers.connectors._sdk import map_sdk_error, post_json
+from apps.providers.connectors._sdk import map_sdk_error, post_json, token_count
 from apps.providers.connectors.base import (
     Connector,
     DiscoveredModel,
@@ -25,6 +25,7 @@ from apps.providers.http import (
     client_key,
     guarded_client,
     kept_client,
+    sdk_url,
 )
 
 T = TypeVar("T")
@@ -80,8 +81,9 @@ class AnthropicConnector(Connector):
             messages=DirectPost(
                 http,
                 transport,
-                str(sdk.base_url.join("v1/messages")),
+                sdk_url(sdk.base_url, "v1/messages"),
                 {k: v for k, v in headers.items() if isinstance(v, str)},
+                sni_for_underscores=True,
             ),
         )
 
@@ -167,8 +169,8 @@ def _message_result(message: Any, model: str) -> InvokeResult:
             if isinstance(block, dict) and block.get("type") == "text"
         ]
         usage = message.get("usage") or {}
-        tokens_in = int(usage.get("input_tokens") or 0)
-        tokens_out = int(usage.get("output_tokens") or 0)
+        tokens_in = token_count(usage.get("input_tokens"))
+        tokens_out = token_count(usage.get("output_tokens"))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError("not a message") from exc
     if not isinstance(blocks, list) or not all(isinstance(t, str) for t in texts):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 import openai
 
-from apps.providers.connectors._sdk import map_sdk_error, post_json
+from apps.providers.connectors._sdk import map_sdk_error, post_json, token_count
 from apps.providers.connectors.base import (
     Connector,
     DiscoveredModel,
@@ -23,6 +23,7 @@ from apps.providers.http import (
     client_key,
     guarded_client,
     kept_client,
+    sdk_url,
 )
 
 T = TypeVar("T")
@@ -84,7 +85,7 @@ class OpenAIConnector(Connector):
             chat=DirectPost(
                 http,
                 transport,
-                str(sdk.base_url.join("chat/completions")),
+                sdk_url(sdk.base_url, "chat/completions"),
                 {k: v for k, v in headers.items() if isinstance(v, str)},
             ),
         )
@@ -164,8 +165,8 @@ def _chat_result(completion: Any, model: str) -> InvokeResult:
         choice = completion["choices"][0]
         content = choice["message"].get("content")
         usage = completion.get("usage") or {}
-        tokens_in = int(usage.get("prompt_tokens") or 0)
-        tokens_out = int(usage.get("completion_tokens") or 0)
+        tokens_in = token_count(usage.get("prompt_tokens"))
+        tokens_out = token_count(usage.get("completion_tokens"))
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError("not a chat.completion") from exc
     if content is not None and not isinstance(content, str):
