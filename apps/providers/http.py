@@ -130,6 +130,29 @@ class DirectPost:
             # so the name sent (and checked against the certificate) uses "-".
             self.extensions["sni_hostname"] = self.url.host.replace("_", "-")
 
+    @classmethod
+    def on_sdk_client(
+        cls,
+        sdk: Any,
+        client: httpx2.Client,
+        transport: GuardedTransport,
+        path: str,
+        *,
+        sni_for_underscores: bool = False,
+    ) -> DirectPost:
+        """POSTs to `path` under an SDK client's base URL (openai's or anthropic's,
+        built on `client` and `transport`), with the SDK's own headers (key, user
+        agent, platform headers...), which are fixed per client; only its
+        per-attempt ones (retry count, timeouts) are left out."""
+        headers = {**sdk.default_headers, **sdk.auth_headers}
+        return cls(
+            client,
+            transport,
+            sdk_url(sdk.base_url, path),
+            {k: v for k, v in headers.items() if isinstance(v, str)},
+            sni_for_underscores=sni_for_underscores,
+        )
+
     @property
     def headers(self) -> httpx2.Headers:
         merged = self._merged

@@ -63,3 +63,12 @@ def fake_openai_models(httpserver: Any, ids: list[str]) -> str:
         }
     )
     return httpserver.url_for("/v1")
+
+
+def ask(provider: Any, question: str = "?", **options: Any) -> Any:
+    """One chat call through call_provider (its options: attempts=...)."""
+    from apps.providers.connectors.base import InvokeRequest
+    from apps.providers.resilience import call_provider
+
+    request = InvokeRequest(messages=[{"role": "user", "content": question}])
+    return call_provider(provider, lambda c: c.invoke(request), **options)

@@ -14,6 +14,7 @@ from apps.providers.connectors.base import InvokeRequest
 from apps.providers.models import ProviderConfig
 from apps.providers.resilience import call_provider
 from apps.providers.services import provider_models, provider_test
+from tests.providers.helpers import ask
 
 KEY = "sk-ant-api03-test-0123456789"
 MESSAGE = {
@@ -219,12 +220,7 @@ def test_calls_share_one_client_per_configuration(
     httpserver.expect_request("/v1/messages", method="POST").respond_with_json(MESSAGE)
 
     def call() -> None:
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-        )
+        ask(provider)
 
     for _ in range(3):
         call()
@@ -341,13 +337,7 @@ def test_an_answer_that_is_not_a_message_is_a_provider_error(
         json.dumps(body), content_type="application/json"
     )
     with pytest.raises(ProviderError, match="malformed response") as caught:
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-            attempts=1,
-        )
+        ask(provider, attempts=1)
     assert caught.value.code == "provider_error"
 
 
@@ -369,13 +359,7 @@ def test_a_number_beyond_a_floats_range_is_a_provider_error_not_a_crash(
         answer, content_type="application/json"
     )
     with pytest.raises(ProviderError, match="malformed response"):
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-            attempts=1,
-        )
+        ask(provider, attempts=1)
 
 
 def test_tool_use_blocks_stay_in_raw_and_out_of_the_text(httpserver, provider):
@@ -389,10 +373,7 @@ def test_tool_use_blocks_stay_in_raw_and_out_of_the_text(httpserver, provider):
     }
     httpserver.expect_request("/v1/messages", method="POST").respond_with_json(answer)
 
-    result = call_provider(
-        provider,
-        lambda c: c.invoke(InvokeRequest(messages=[{"role": "user", "content": "?"}])),
-    )
+    result = ask(provider)
 
     assert (result.output, result.finish_reason) == ("Looking it up.", "tool_use")
     assert result.raw == answer
@@ -410,13 +391,7 @@ def test_an_error_answer_keeps_anthropics_message_and_retry_after(httpserver, pr
         headers={"retry-after": "7"},
     )
     with pytest.raises(ProviderError) as caught:
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-            attempts=1,
-        )
+        ask(provider, attempts=1)
 
     assert caught.value.code == "rate_limited"
     assert "slow down, please" in str(caught.value)
@@ -435,13 +410,7 @@ def test_a_key_http_cannot_carry_is_a_provider_error_not_a_crash(
         default_model="claude-opus-4-6",
     )
     with pytest.raises(ProviderError) as caught:
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-            attempts=1,
-        )
+        ask(provider, attempts=1)
     assert caught.value.code == "bad_request"
     assert httpserver.log == []  # refused before anything was sent
     # The SDK's own calls send that key as UTF-8: the server's answer decides
@@ -470,11 +439,6 @@ def test_a_key_with_a_line_break_or_edge_space_is_refused_not_retried(
         default_model="claude-opus-4-6",
     )
     with pytest.raises(ProviderError) as caught:
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-        )
+        ask(provider)
     assert caught.value.code == "bad_request"
     assert httpserver.log == []

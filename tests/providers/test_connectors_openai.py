@@ -13,6 +13,7 @@ from apps.providers.connectors.base import InvokeRequest
 from apps.providers.models import ProviderConfig
 from apps.providers.resilience import call_provider
 from apps.providers.services import provider_models, provider_test
+from tests.providers.helpers import ask
 
 # Public example bodies (the OpenAI spec's own examples), copied into the repo.
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -117,10 +118,7 @@ def test_a_chat_call_sends_the_headers_the_sdk_sends(httpserver, make_provider):
         models_list_body()
     )
 
-    call_provider(
-        provider,
-        lambda c: c.invoke(InvokeRequest(messages=[{"role": "user", "content": "?"}])),
-    )
+    ask(provider)
     provider_models(provider=provider)
 
     [(chat, _), (listing, _)] = httpserver.log
@@ -151,12 +149,7 @@ def test_a_key_http_cannot_carry_is_a_provider_error_not_a_crash(
         default_model="gpt-4.1",
     )
     with pytest.raises(ProviderError) as caught:
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-        )
+        ask(provider)
 
     assert caught.value.code == "bad_request"
     assert "clé" not in str(caught.value)
@@ -191,13 +184,7 @@ def test_a_json_answer_that_is_not_a_chat_completion_is_a_provider_error(
         body
     )
     with pytest.raises(ProviderError, match="malformed response") as caught:
-        call_provider(
-            provider,
-            lambda c: c.invoke(
-                InvokeRequest(messages=[{"role": "user", "content": "?"}])
-            ),
-            attempts=1,
-        )
+        ask(provider, attempts=1)
     assert caught.value.code == "provider_error"
 
 

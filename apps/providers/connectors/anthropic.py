@@ -25,7 +25,6 @@ from apps.providers.http import (
     client_key,
     guarded_client,
     kept_client,
-    sdk_url,
 )
 
 T = TypeVar("T")
@@ -73,17 +72,10 @@ class AnthropicConnector(Connector):
             max_retries=0,  # retries, backoff and breaker: apps.providers.resilience
             http_client=http,
         )
-        # The SDK's own headers (key, API version, user agent), fixed per client;
-        # only its per-attempt ones are left out.
-        headers = {**sdk.default_headers, **sdk.auth_headers}
         return _Clients(
             sdk=sdk,
-            messages=DirectPost(
-                http,
-                transport,
-                sdk_url(sdk.base_url, "v1/messages"),
-                {k: v for k, v in headers.items() if isinstance(v, str)},
-                sni_for_underscores=True,
+            messages=DirectPost.on_sdk_client(
+                sdk, http, transport, "v1/messages", sni_for_underscores=True
             ),
         )
 

@@ -23,7 +23,6 @@ from apps.providers.http import (
     client_key,
     guarded_client,
     kept_client,
-    sdk_url,
 )
 
 T = TypeVar("T")
@@ -77,17 +76,9 @@ class OpenAIConnector(Connector):
             max_retries=0,  # retries and breaker live in apps.providers.resilience
             http_client=http,
         )
-        # The SDK's own headers (key, organisation, project, user agent), fixed per
-        # client; only its per-attempt ones are left out.
-        headers = {**sdk.default_headers, **sdk.auth_headers}
         return _Clients(
             sdk=sdk,
-            chat=DirectPost(
-                http,
-                transport,
-                sdk_url(sdk.base_url, "chat/completions"),
-                {k: v for k, v in headers.items() if isinstance(v, str)},
-            ),
+            chat=DirectPost.on_sdk_client(sdk, http, transport, "chat/completions"),
         )
 
     def _call(self, fn: Callable[[openai.OpenAI], T]) -> T:
