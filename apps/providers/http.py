@@ -148,7 +148,7 @@ class DirectPost:
         return cls(
             client,
             transport,
-            sdk_url(sdk.base_url, path),
+            _sdk_url(sdk.base_url, path),
             {k: v for k, v in headers.items() if isinstance(v, str)},
             sni_for_underscores=sni_for_underscores,
         )
@@ -180,7 +180,7 @@ class DirectPost:
         return response
 
 
-def sdk_url(base: httpx2.URL, path: str) -> str:
+def _sdk_url(base: httpx2.URL, path: str) -> str:
     """An SDK client's URL for `path`, built as the SDKs build theirs: the path
     appended to the base URL's raw path (which the SDKs end with "/")."""
     return str(base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode()))
