@@ -442,3 +442,38 @@ def test_a_key_with_a_line_break_or_edge_space_is_refused_not_retried(
         ask(provider)
     assert caught.value.code == "bad_request"
     assert httpserver.log == []
+
+
+@pytest.mark.parametrize("max_tokens", ["many", None, [64]])
+def test_a_max_tokens_the_api_refuses_is_its_bad_request_not_a_crash(
+    httpserver, provider, max_tokens
+):
+    """Sent on as given; the API's 400 names it."""
+    from apps.providers.errors import ProviderError
+
+    httpserver.expect_request("/v1/messages", method="POST").respond_with_json(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "max_tokens: Input should be a valid integer",
+            },
+        },
+        status=400,
+    )
+    with pytest.raises(ProviderError) as caught:
+        call_provider(
+            provider,
+            lambda c: c.invoke(
+                InvokeRequest(
+                    messages=[{"role": "user", "content": "?"}],
+                    parameters={"max_tokens": max_tokens},
+                )
+            ),
+            attempts=1,
+        )
+
+    assert caught.value.code == "bad_request"
+    assert "max_tokens" in str(caught.value)
+    [(request, _)] = httpserver.log
+    assert json.loads(request.get_data())["max_tokens"] == max_tokens

@@ -29,7 +29,8 @@ from apps.providers.http import (
 
 T = TypeVar("T")
 DEFAULT_MAX_TOKENS = 1024
-# Keyword arguments messages.create accepts as they are (the SDK has no temperature).
+# Parameters the Messages API takes as they are, passed on into the body (it has no
+# temperature).
 MESSAGE_PARAMETERS = {
     "stop_sequences",
     "metadata",
@@ -132,7 +133,9 @@ class AnthropicConnector(Connector):
         if system:
             params["system"] = "\n\n".join(system)
         messages = [m for m in request.messages if m.get("role") != "system"]
-        max_tokens = int(request.parameters.get("max_tokens", DEFAULT_MAX_TOKENS))
+        # As given, like every other parameter: the API names what it refuses (a
+        # 400, bad_request), where int() here raised out of the call (a 500).
+        max_tokens = request.parameters.get("max_tokens", DEFAULT_MAX_TOKENS)
 
         body = {
             "max_tokens": max_tokens,
