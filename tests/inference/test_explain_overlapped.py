@@ -107,7 +107,7 @@ def test_batches_taking_turns_store_each_row_once(
     with django_db_blocker.unblock(), schema_context(SCHEMA):
         assert not connection.in_atomic_block
         done = tasks.explain_pending(group.pk, batch=BATCH)
-        # Both connections took batches, and are closed once the pass returns.
+        # The pass opened its two connections, and both are closed once it returns.
         assert len(opened) == 2 and all(c.closed for c in opened)
         again = tasks.explain_pending(group.pk, batch=BATCH)
         assert len(opened) == 3  # nothing to do: one connection, to find that out
